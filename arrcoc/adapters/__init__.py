@@ -1,0 +1,9 @@
+"""Drop-in use of ARR-COC inside real VLM classes (LLaVA, Qwen2-VL).
+
+Lives at ``arrcoc.adapters`` so it never shadows the PyPI package ``adapters``.
+"""
+from .base import AdapterOutput
+from .llava import LlavaARRCOCAdapter
+from .qwen2_vl import ARRCOCProjector, Qwen2VLARRCOCAdapter
+
+__all__ = ["AdapterOutput", "LlavaARRCOCAdapter", "Qwen2VLARRCOCAdapter", "ARRCOCProjector"]

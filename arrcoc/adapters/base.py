@@ -1,0 +1,64 @@
+"""Shared pieces of the VLM adapters: run ARR-COC first, then build prompts whose image placeholder
+count equals the allocated tokens, then call the VLM's own ``generate``.
+
+Seam: transformers >= 5 VLMs accept ``mm_encoder_outputs={"image": BaseModelOutputWithPooling}``
+(pre-encoded image features, ``pooler_output`` = one (n_i, hidden) tensor per image in prompt
+order) in ``forward`` and ``generate``; the model scatters them into its image placeholder tokens
+and drops them after prefill. No VLM code is patched.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = ["AdapterOutput", "check_prompts", "left_pad"]
+
+
+@dataclass
+class AdapterOutput:
+    """What an adapter's ``generate`` returns.
+
+    sequences (B, L_prompt + new): the VLM's ``generate`` output (prompt then new tokens).
+    new_tokens (B, new): only the generated tokens.
+    inputs: the exact inputs given to ``generate`` (input_ids, attention_mask, ...).
+    vision: the ARRCOCVisionOutput (allocation, relevance, token counts).
+    image_token_counts (B,) long: image placeholder tokens in each prompt.
+    """
+
+    sequences: Tensor
+    new_tokens: Tensor
+    inputs: dict[str, Any]
+    vision: Any
+    image_token_counts: Tensor
+
+
+def check_prompts(prompt_ids, batch: int, image_token_id: int) -> list[list[int]]:
+    """Validate B prompts (lists of token ids with at most one image placeholder each)."""
+    if isinstance(prompt_ids, Tensor):
+        prompt_ids = prompt_ids.tolist()
+    prompts = [list(map(int, p)) for p in prompt_ids]
+    if len(prompts) != batch:
+        raise ValueError(f"got {batch} images but {len(prompts)} prompts; pass one prompt per image")
+    for i, p in enumerate(prompts):
+        if p.count(image_token_id) > 1:
+            raise ValueError(f"prompt {i} has {p.count(image_token_id)} image placeholders (id {image_token_id}); "
+                             "at most one is allowed (it marks where the image goes)")
+    return prompts
+
+
+def left_pad(rows: Sequence[Sequence[int]], pad_id: int, extra: Sequence[Sequence[int]] | None = None,
+             device=None) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Left-pad token rows (decoder-only generation) -> ids (B, L), attention_mask (B, L), extra (B, L)."""
+    length = max(len(r) for r in rows)
+    ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), length), dtype=torch.long)
+    ext = None if extra is None else torch.zeros((len(rows), length), dtype=torch.long)
+    for b, r in enumerate(rows):
+        ids[b, length - len(r):] = torch.tensor(r, dtype=torch.long)
+        mask[b, length - len(r):] = 1
+        if ext is not None:
+            ext[b, length - len(r):] = torch.tensor(extra[b], dtype=torch.long)
+    return ids.to(device), mask.to(device), None if ext is None else ext.to(device)

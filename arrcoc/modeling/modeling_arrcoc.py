@@ -1,0 +1,334 @@
+"""``ARRCOCVisionModel``: the ARR-COC vision encoder as a transformers ``PreTrainedModel``.
+
+Forward pass (DESIGN.md section 2): regions (global thumbnail + G x G grid) -> glimpse (one cheap
+backbone pass that also yields the global thumbnail's tokens) -> relevance allocator (scorers,
+conjugate posterior, Thompson sampling, knapsack) -> encode every region of one level in one batched
+backbone call with exactly ``level`` tokens -> region position embeddings -> padded output.
+With ``num_rounds > 1`` the region budget is spent in rounds and the features of the regions just
+encoded update the relevance posterior (``RelevanceAllocator.update``) before the next allocation.
+"""
+from __future__ import annotations
+
+from arrcoc.backbones._torchvision_compat import ensure_torchvision_importable
+
+ensure_torchvision_importable()  # before transformers can import a torchvision whose ops cannot load
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from transformers import PreTrainedModel
+from transformers.utils import ModelOutput
+
+from arrcoc.backbones import build_backbone, build_query_encoder
+from arrcoc.relevance.allocator import RelevanceAllocator
+from arrcoc.relevance.config import CHANNELS, RelevanceConfig
+from arrcoc.relevance.posterior import update_posterior
+
+from .configuration_arrcoc import ARRCOCVisionConfig
+from .regions import crop_resize, grid_boxes, level_side, sincos_2d, token_centres
+
+__all__ = ["ARRCOCVisionModel", "ARRCOCVisionOutput", "ARRCOCPreTrainedModel", "GLOBAL_REGION", "PAD_REGION"]
+
+GLOBAL_REGION = -1  # token_region value of the global thumbnail's tokens
+PAD_REGION = -2     # token_region value of padding (attention_mask 0)
+
+
+@dataclass
+class ARRCOCVisionOutput(ModelOutput):
+    """Output of ``ARRCOCVisionModel`` (B images, R regions, N_max tokens after padding).
+
+    last_hidden_state (B, N_max, D): global thumbnail tokens first, then each allocated region's
+        tokens in region order; zeros where padded.
+    attention_mask (B, N_max) long: 1 for real tokens.
+    allocation (B, R) long: tokens given to each region (0 = skipped).
+    relevance_mean, relevance_var (B, R): posterior relevance of each region.
+    region_boxes (B, R, 4): (x0, y0, x1, y1) in pixel_values coordinates.
+    token_region (B, N_max) long: region of each token; -1 global thumbnail, -2 padding.
+    tokens_per_image (B,) long: global tokens + allocation.sum(-1) (== attention_mask.sum(-1)).
+    region_features (B, R, D): glimpse features the allocator saw.
+    """
+
+    last_hidden_state: Tensor | None = None
+    attention_mask: Tensor | None = None
+    allocation: Tensor | None = None
+    relevance_mean: Tensor | None = None
+    relevance_var: Tensor | None = None
+    region_boxes: Tensor | None = None
+    token_region: Tensor | None = None
+    tokens_per_image: Tensor | None = None
+    region_features: Tensor | None = None
+
+
+class ARRCOCPreTrainedModel(PreTrainedModel):
+    config_class = ARRCOCVisionConfig
+    base_model_prefix = "arrcoc"
+    main_input_name = "pixel_values"
+    input_modalities = ("image", "text")
+    _no_split_modules = []
+
+    def _init_weights(self, module):
+        # Only ARR-COC's own new parameters are initialised here; backbones and text encoders come
+        # initialised (or with packaged pretrained weights) and must not be overwritten.
+        if isinstance(module, ARRCOCVisionModel) and module.region_embed is not None:
+            nn.init.normal_(module.region_embed.weight, std=self.config.initializer_range)
+
+
+class ARRCOCVisionModel(ARRCOCPreTrainedModel):
+    """ARR-COC vision encoder. See the module docstring and ``ARRCOCVisionOutput``."""
+
+    def __init__(self, config: ARRCOCVisionConfig):
+        super().__init__(config)
+        self.backbone = build_backbone(config.backbone)
+        self.query_encoder = build_query_encoder(config.query_encoder)
+        dim = self.backbone.feature_dim
+        rel = RelevanceConfig(levels=tuple(config.levels), budget=config.budget - config.global_tokens,
+                              grid=config.grid, **config.relevance)
+        self.allocator = RelevanceAllocator(rel, feature_dim=dim, query_dim=self.query_encoder.dim)
+        self.region_embed = nn.Embedding(config.num_regions + 1, dim) if config.region_embeddings else None
+        mean = config.image_mean or list(self.backbone.image_mean)
+        std = config.image_std or list(self.backbone.image_std)
+        config.image_mean, config.image_std = [float(v) for v in mean], [float(v) for v in std]
+        self.post_init()
+
+    # ------------------------------------------------------------------ inputs
+    @property
+    def hidden_size(self) -> int:
+        return self.backbone.feature_dim
+
+    def tokenize_queries(self, queries: Sequence[str] | str, device=None) -> tuple[Tensor, Tensor]:
+        """Query strings -> (input_ids, attention_mask) for this model's query encoder."""
+        return self.query_encoder.tokenize(queries, device=device)
+
+    def _stats(self, which: str, ref: Tensor) -> Tensor:
+        vals = getattr(self.config, which) if which.startswith("image_") else getattr(self.backbone, which[3:])
+        return torch.tensor(vals, dtype=ref.dtype, device=ref.device).view(1, 3, 1, 1)
+
+    def _unnormalise(self, pixel_values: Tensor) -> Tensor:
+        return pixel_values * self._stats("image_std", pixel_values) + self._stats("image_mean", pixel_values)
+
+    def _to_backbone(self, pixel_values: Tensor) -> Tensor:
+        if list(self.backbone.image_mean) == self.config.image_mean and list(self.backbone.image_std) == self.config.image_std:
+            return pixel_values
+        rgb = self._unnormalise(pixel_values)
+        return (rgb - self._stats("bb_image_mean", rgb)) / self._stats("bb_image_std", rgb)
+
+    def _check_pixels(self, pixel_values) -> Tensor:
+        if not isinstance(pixel_values, Tensor):
+            raise TypeError(f"pixel_values must be a torch.Tensor, got {type(pixel_values).__name__}")
+        if pixel_values.dim() != 4 or pixel_values.shape[1] != 3:
+            raise ValueError("pixel_values must have shape (B, 3, H, W) (RGB); "
+                             f"got {tuple(pixel_values.shape)}")
+        if not pixel_values.is_floating_point():
+            raise TypeError(f"pixel_values must be floating point (normalised), got {pixel_values.dtype}")
+        h, w = pixel_values.shape[-2:]
+        if min(h, w) < 4 * self.config.grid:
+            raise ValueError(f"pixel_values of {h}x{w} are too small for a {self.config.grid}x{self.config.grid} "
+                             f"region grid (need at least {4 * self.config.grid} pixels per side)")
+        if not torch.isfinite(pixel_values).all():
+            raise ValueError("pixel_values contain NaN or inf")
+        return pixel_values
+
+    def _check_budget(self, budget, batch: int, device) -> Tensor:
+        if budget is None:
+            budget = self.config.budget
+        if isinstance(budget, bool):
+            raise TypeError("budget must be an int or a LongTensor of shape (B,)")
+        b = torch.as_tensor(budget, device=device)
+        if b.is_floating_point() and not torch.equal(b, b.round()):
+            raise TypeError(f"budget must be whole tokens, got {budget!r}")
+        b = b.long().expand(batch) if b.dim() == 0 else b.long()
+        if b.shape != (batch,):
+            raise ValueError(f"budget must be an int or have shape ({batch},), got shape {tuple(b.shape)}")
+        g = self.config.global_tokens
+        if (b < g).any():
+            raise ValueError(f"budget {b.tolist()} is below the global view's cost of {g} tokens "
+                             f"(budget counts global + region tokens)")
+        return b
+
+    def _queries(self, batch, queries, query_input_ids, query_attention_mask, query_embeds, query_mask, device):
+        if queries is not None:
+            if isinstance(queries, str):
+                queries = [queries] * batch
+            queries = list(queries)
+            if len(queries) != batch:
+                raise ValueError(f"got {batch} images but {len(queries)} queries; pass one query per image")
+            query_input_ids, query_attention_mask = self.tokenize_queries(queries, device=device)
+        if query_input_ids is not None:
+            if query_input_ids.dim() != 2 or query_input_ids.shape[0] != batch:
+                raise ValueError(f"query_input_ids must have shape ({batch}, T), got {tuple(query_input_ids.shape)}")
+            if query_attention_mask is None:
+                query_attention_mask = torch.ones_like(query_input_ids, dtype=torch.bool)
+            query_embeds = self.query_encoder(query_input_ids, query_attention_mask)  # (B, T, Dq)
+            query_mask = query_attention_mask.bool()
+        if query_embeds is not None:
+            if query_embeds.dim() != 3 or query_embeds.shape[0] != batch:
+                raise ValueError(f"query_embeds must have shape ({batch}, T, Dq), got {tuple(query_embeds.shape)}")
+            if query_mask is not None and query_mask.shape != query_embeds.shape[:2]:
+                raise ValueError(f"query_mask must have shape {tuple(query_embeds.shape[:2])}, got {tuple(query_mask.shape)}")
+        return query_embeds, query_mask
+
+    # ------------------------------------------------------------------ stages
+    def glimpse(self, pixel_bb: Tensor) -> tuple[Tensor, Tensor]:
+        """One low-resolution backbone pass: global thumbnail tokens (B, g*g, D) and region
+        features (B, R, D) (the thumbnail's grid adaptive-pooled to G x G)."""
+        gs, G = self.config.global_side, self.config.grid
+        size = self.backbone.input_size(gs)
+        thumb = F.interpolate(pixel_bb, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        tokens = self.backbone(thumb, gs)  # (B, gs*gs, D)
+        b, _, d = tokens.shape
+        fmap = tokens.transpose(1, 2).reshape(b, d, gs, gs)  # (B, D, gs, gs)
+        regions = F.adaptive_avg_pool2d(fmap, G).flatten(2).transpose(1, 2)  # (B, R, D)
+        return tokens, regions
+
+    def encode_regions(self, pixel_bb: Tensor, boxes: Tensor, allocation: Tensor, select: Tensor) -> dict:
+        """Encode the selected regions, one batched backbone call per level.
+
+        Returns {(b, r): (level, D) features} for every (b, r) with select & allocation > 0.
+        """
+        out = {}
+        for level in self.config.levels[1:]:
+            idx = ((allocation == level) & select).nonzero()  # (n, 2)
+            if idx.shape[0] == 0:
+                continue
+            side = level_side(level)
+            crops = crop_resize(pixel_bb, idx[:, 0], boxes[idx[:, 0], idx[:, 1]], self.backbone.input_size(side))
+            feats = self.backbone(crops, side)  # (n, level, D)
+            for k, (b, r) in enumerate(idx.tolist()):
+                out[(b, r)] = feats[k]
+        return out
+
+    def refine_posterior(self, posterior, region_feats: dict, keys: list, batch: int, query_embeds, query_mask):
+        """Sequential update with the newly encoded regions' evidence (multi-round mode).
+
+        Evidence: the query scorer (or, without a query, the feature-entropy scorer) re-applied to
+        each region's mean-pooled high-resolution tokens -- the same channel as in the glimpse,
+        standardised with the glimpse's per-image location/scale, so it is a fresh observation of
+        the same relevance logit. Images with fewer new regions are masked (no evidence added).
+        """
+        if not keys:
+            return posterior
+        k_max = max(sum(1 for (b, _) in keys if b == i) for i in range(batch))
+        dev = posterior.precision.device
+        pooled = torch.zeros(batch, k_max, self.hidden_size, device=dev,
+                             dtype=next(iter(region_feats.values())).dtype)  # (B, K, D)
+        index = torch.zeros(batch, k_max, dtype=torch.long, device=dev)
+        valid = torch.zeros(batch, k_max, dtype=torch.bool, device=dev)
+        fill = [0] * batch
+        for (b, r) in keys:
+            j = fill[b]
+            pooled[b, j] = region_feats[(b, r)].mean(0)
+            index[b, j], valid[b, j] = r, True
+            fill[b] += 1
+        if query_embeds is not None:
+            name, score = "query", self.allocator.query(pooled, query_embeds, query_mask).score  # (B, K)
+        else:
+            name, score = "information_feature", self.allocator.information(pooled, None)["information_feature"]
+        k = CHANNELS.index(name)
+        s = score.to(posterior.precision.dtype)
+        if posterior.channel_loc is not None:
+            s = (s - posterior.channel_loc[:, k, None]) / posterior.channel_scale[:, k, None]
+        cal = self.allocator.calibration(posterior.precision)
+        return update_posterior(posterior, index, torch.where(valid, s, torch.zeros_like(s)),
+                                slope=cal["slope"][k], offset=cal["offset"][k], precision=cal["precision"][k],
+                                mask=valid)
+
+    def assemble(self, global_tokens: Tensor, region_feats: dict, allocation: Tensor, boxes: Tensor,
+                 height: int, width: int):
+        """Pad [global, region tokens in region order] to (B, N_max, D) with mask and token_region."""
+        b_sz, n_glob, d = global_tokens.shape
+        totals = n_glob + allocation.sum(-1)  # (B,)
+        n_max = int(totals.max())
+        hidden = global_tokens.new_zeros(b_sz, n_max, d)
+        token_region = torch.full((b_sz, n_max), PAD_REGION, dtype=torch.long, device=global_tokens.device)
+        full = boxes.new_tensor([0.0, 0.0, float(width), float(height)]).expand(b_sz, 4)
+        glob = global_tokens
+        if self.region_embed is not None:
+            centres = token_centres(full, self.config.global_side, height, width)  # (B, g*g, 2)
+            glob = glob + sincos_2d(centres, d).to(glob.dtype) + self.region_embed.weight[0]
+        hidden[:, :n_glob] = glob
+        token_region[:, :n_glob] = GLOBAL_REGION
+        for b in range(b_sz):
+            pos = n_glob
+            for r in range(allocation.shape[1]):
+                lv = int(allocation[b, r])
+                if lv == 0:
+                    continue
+                feats = region_feats[(b, r)]  # (lv, D)
+                if self.region_embed is not None:
+                    c = token_centres(boxes[b, r][None], level_side(lv), height, width)[0]  # (lv, 2)
+                    feats = feats + sincos_2d(c, d).to(feats.dtype) + self.region_embed.weight[r + 1]
+                hidden[b, pos: pos + lv] = feats
+                token_region[b, pos: pos + lv] = r
+                pos += lv
+        attention_mask = (token_region != PAD_REGION).long()
+        return hidden, attention_mask, token_region, totals
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, pixel_values: Tensor, queries: Sequence[str] | str | None = None,
+                query_input_ids: Tensor | None = None, query_attention_mask: Tensor | None = None,
+                query_embeds: Tensor | None = None, query_mask: Tensor | None = None,
+                budget: int | Tensor | None = None, generator: torch.Generator | None = None,
+                deterministic: bool | None = None, num_rounds: int | None = None,
+                return_dict: bool | None = None, **kwargs) -> ARRCOCVisionOutput | tuple:
+        """Encode images with a relevance-allocated token budget.
+
+        pixel_values (B, 3, H, W) normalised with ``config.image_mean/std`` (the image processor
+        does this). The query is given as strings (``queries``), as token ids of this model's query
+        encoder, or as precomputed ``query_embeds`` (B, T, Dq) + ``query_mask``; it is optional.
+        budget: total tokens per image (global thumbnail + regions), int or (B,); default
+        ``config.budget``. deterministic: posterior mean instead of a Thompson draw.
+        """
+        if kwargs:
+            raise TypeError(f"unexpected arguments {sorted(kwargs)}")
+        pixel_values = self._check_pixels(pixel_values)
+        batch, _, height, width = pixel_values.shape
+        device = pixel_values.device
+        deterministic = self.config.deterministic if deterministic is None else bool(deterministic)
+        rounds = self.config.num_rounds if num_rounds is None else int(num_rounds)
+        if rounds < 1:
+            raise ValueError(f"num_rounds must be >= 1, got {rounds}")
+        total_budget = self._check_budget(budget, batch, device)
+        region_budget = total_budget - self.config.global_tokens  # (B,)
+        q_emb, q_mask = self._queries(batch, queries, query_input_ids, query_attention_mask,
+                                      query_embeds, query_mask, device)
+
+        pixel_bb = self._to_backbone(pixel_values)
+        boxes = grid_boxes(height, width, self.config.grid, batch, device=device)  # (B, R, 4)
+        global_tokens, region_features = self.glimpse(pixel_bb)  # (B, g*g, D), (B, R, D)
+        rgb = self._unnormalise(pixel_values).clamp(0, 1)
+        flat = boxes.reshape(-1, 4)
+        bidx = torch.arange(batch, device=device).repeat_interleave(boxes.shape[1])
+        region_pixels = crop_resize(rgb, bidx, flat, self.config.scorer_pixels).reshape(
+            batch, boxes.shape[1], 3, self.config.scorer_pixels, self.config.scorer_pixels)  # (B, R, 3, s, s)
+
+        first = region_budget if rounds == 1 else (region_budget // rounds)
+        rel = self.allocator(region_features, region_pixels=region_pixels, query_embeds=q_emb,
+                             query_mask=q_mask, budget=first, generator=generator, deterministic=deterministic)
+        allocation = rel.allocation.clone()  # (B, R)
+        mean, var, posterior = rel.relevance_mean, rel.relevance_var, rel.posterior
+        region_feats = self.encode_regions(pixel_bb, boxes, allocation, torch.ones_like(allocation, dtype=torch.bool))
+        new_keys = list(region_feats)
+        for k in range(2, rounds + 1):
+            posterior = self.refine_posterior(posterior, region_feats, new_keys, batch, q_emb, q_mask)
+            spent = allocation.sum(-1)  # (B,)
+            target = region_budget if k == rounds else (region_budget * k) // rounds
+            extra = (target - spent).clamp_min(0)
+            alloc_k = self.allocator.allocate(posterior, extra, generator=generator, deterministic=deterministic,
+                                              exclude=allocation > 0)
+            add = alloc_k.levels * (allocation == 0)  # (B, R): only regions not yet encoded
+            allocation = allocation + add
+            feats_k = self.encode_regions(pixel_bb, boxes, allocation, add > 0)
+            region_feats.update(feats_k)
+            new_keys = list(feats_k)
+        if rounds > 1:  # the last round's evidence too: the reported posterior uses everything seen
+            posterior = self.refine_posterior(posterior, region_feats, new_keys, batch, q_emb, q_mask)
+            mean, var = posterior.mean, posterior.var
+        hidden, attn, token_region, totals = self.assemble(global_tokens, region_feats, allocation, boxes, height, width)
+        out = ARRCOCVisionOutput(last_hidden_state=hidden, attention_mask=attn, allocation=allocation,
+                                 relevance_mean=mean, relevance_var=var, region_boxes=boxes,
+                                 token_region=token_region, tokens_per_image=totals,
+                                 region_features=region_features)
+        return out if (return_dict is None or return_dict) else out.to_tuple()

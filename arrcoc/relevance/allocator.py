@@ -1,0 +1,209 @@
+"""RelevanceAllocator: scorers -> posterior -> Thompson sampling -> budgeted allocation.
+
+One nn.Module assembling the pieces (DESIGN.md section 2, steps 3 to 6). Learnable parts: the query
+scorer's projections and the calibration of every channel (slope a_k, offset b_k, log precision
+lambda_k) plus the hierarchical prior (mu_global, log tau, log sigma), fitted by empirical Bayes
+(calibration.py) or by gradient. Allocation itself is discrete and carries no gradient.
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from .allocation import (Allocation, allocate_random, allocate_top_k, allocate_uniform, as_budget,
+                         exclude_regions, solve, utility_table)
+from .config import CHANNELS, RelevanceConfig
+from .posterior import RelevancePosterior, hierarchical_posterior, update_posterior
+from .scorers import (InformationScorer, QueryScorer, SalienceScorer, check_features, check_pixels,
+                      standardize)
+from .thompson import thompson
+
+__all__ = ["RelevanceAllocator", "RelevanceOutput", "BASELINES"]
+
+BASELINES = ("uniform", "random", "top_k_salience", "top_k_query")
+
+
+class RelevanceOutput(NamedTuple):
+    allocation: Tensor           # (B, R) long: tokens per region
+    level_index: Tensor          # (B, R) long: index into config.levels
+    relevance_mean: Tensor       # (B, R) posterior mean of the relevance logit
+    relevance_var: Tensor        # (B, R) posterior variance (aleatoric + epistemic)
+    tokens_used: Tensor          # (B,) long
+    utility: Tensor              # (B,) utility of the allocation under the sampled probabilities
+    scores: dict                 # channel name -> (B, R) raw scorer output (before standardisation)
+    posterior: RelevancePosterior  # posterior state (for update / allocate)
+    insufficient_budget: Tensor  # (B,) bool: budget below the smallest level, nothing allocated
+    probability: Tensor          # (B, R) success probabilities p_i the allocation used
+    draws: Tensor                # (B, S, R) Thompson draws (the mean, S = 1, when deterministic)
+    query_present: Tensor        # (B,) bool: the image had a query (else the query channel is absent)
+
+
+class RelevanceAllocator(nn.Module):
+    """Decide how many tokens each region gets. See the package docstring for the pipeline."""
+
+    def __init__(self, config: RelevanceConfig | None = None, feature_dim: int = 768,
+                 query_dim: int | None = None):
+        super().__init__()
+        if config is None:
+            config = RelevanceConfig()
+        if not isinstance(config, RelevanceConfig):
+            raise TypeError(f"config must be a RelevanceConfig, got {type(config).__name__}")
+        for name, v in (("feature_dim", feature_dim), ("query_dim", query_dim)):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        self.config = config
+        self.feature_dim = feature_dim
+        self.query_dim = feature_dim if query_dim is None else query_dim
+        self.information = InformationScorer(config.histogram_bins, config.soft_histogram,
+                                             config.feature_temperature)
+        self.salience = SalienceScorer(config.grid, config.spectral_size, config.spectral_blur)
+        self.query = QueryScorer(feature_dim, self.query_dim, config.num_heads, config.head_dim,
+                                 config.laplace_prior_precision)
+        K = len(CHANNELS)
+        self.slope = nn.Parameter(torch.full((K,), float(config.init_slope)))
+        self.offset = nn.Parameter(torch.full((K,), float(config.init_offset)))
+        self.log_precision = nn.Parameter(torch.tensor([math.log(config.init_precision[c]) for c in CHANNELS]))
+        self.mu_global = nn.Parameter(torch.tensor(float(config.mu_global)))
+        self.log_tau = nn.Parameter(torch.tensor(math.log(config.tau)))
+        self.log_sigma = nn.Parameter(torch.tensor(math.log(config.sigma)))
+
+    # ------------------------------------------------------------------ parameters
+    def calibration(self, like: Tensor) -> dict[str, Tensor]:
+        """Current calibration as tensors of like's dtype/device: slope, offset, precision (K,),
+        mu_global, tau, sigma (scalars)."""
+        kw = dict(dtype=like.dtype, device=like.device)
+        return dict(slope=self.slope.to(**kw), offset=self.offset.to(**kw),
+                    precision=self.log_precision.exp().to(**kw), mu_global=self.mu_global.to(**kw),
+                    tau=self.log_tau.exp().to(**kw), sigma=self.log_sigma.exp().to(**kw))
+
+    # ------------------------------------------------------------------ steps
+    def score(self, region_features: Tensor, *, region_pixels: Tensor | None = None,
+              query_embeds: Tensor | None = None, query_mask: Tensor | None = None):
+        """Run the scorers. Returns (raw scores dict, obs (B,K,R), mask (B,K,R), query cov factor
+        (B,R,H) on the obs scale, loc (B,K), scale (B,K))."""
+        check_features(region_features)
+        B, R, D = region_features.shape
+        if D != self.feature_dim:
+            raise ValueError(f"region_features last dim must be feature_dim={self.feature_dim}, got {D}")
+        grey = None
+        if region_pixels is not None:
+            if not isinstance(region_pixels, Tensor) or region_pixels.dim() != 5 \
+                    or region_pixels.shape[:2] != (B, R):
+                raise ValueError(f"region_pixels must have shape ({B}, {R}, C, h, w), got "
+                                 f"{tuple(getattr(region_pixels, 'shape', ()))}")
+            grey = check_pixels(region_pixels).to(region_features.dtype).mean(2)  # (B, R, h, w)
+        raw = {}
+        raw.update(self.information(region_features, region_grey=grey))
+        raw.update(self.salience(region_features, region_grey=grey))
+        q = self.query(region_features, query_embeds, query_mask)
+        raw["query"] = q.score
+        dt, dev = region_features.dtype, region_features.device
+        K = len(CHANNELS)
+        obs = region_features.new_zeros(B, K, R)
+        mask = torch.zeros(B, K, R, dtype=torch.bool, device=dev)
+        loc = region_features.new_zeros(B, K)
+        scale = region_features.new_ones(B, K)
+        factor = q.cov_factor  # (B, R, H)
+        for k, name in enumerate(CHANNELS):
+            if name not in raw:
+                continue
+            s = raw[name].to(dt)  # (B, R)
+            if not torch.isfinite(s).all():
+                raise ValueError(f"scorer {name!r} produced NaN or inf")
+            present = q.present if name == "query" else torch.ones(B, dtype=torch.bool, device=dev)
+            if self.config.standardize == "image":
+                s, loc[:, k], scale[:, k] = standardize(s)
+                if name == "query":
+                    factor = (factor - factor.mean(1, keepdim=True)) / scale[:, k, None, None]
+            obs[:, k] = s
+            mask[:, k] = present[:, None]
+        return raw, obs, mask, factor, loc, scale
+
+    def posterior_from_scores(self, obs: Tensor, mask: Tensor, factor: Tensor | None = None,
+                              loc: Tensor | None = None, scale: Tensor | None = None
+                              ) -> RelevancePosterior:
+        """Hierarchical posterior from channel observations (B, K, R) with this module's calibration."""
+        cal = self.calibration(obs)
+        post = hierarchical_posterior(obs, mask, **cal, epistemic_factor=factor,
+                                      epistemic_channel=CHANNELS.index("query") if factor is not None else None)
+        return post._replace(channel_loc=loc, channel_scale=scale)
+
+    def allocate(self, posterior: RelevancePosterior, budget=None, generator: torch.Generator | None = None,
+                 deterministic: bool = False, exclude: Tensor | None = None, solver: str | None = None,
+                 return_draws: bool = False):
+        """Thompson-sample success probabilities and solve the knapsack -> Allocation
+        (and the ThompsonDraws when return_draws)."""
+        cfg = self.config
+        B = posterior.batch_size
+        bud = as_budget(cfg.budget if budget is None else budget, B, posterior.precision.device)
+        td = thompson(posterior, cfg.num_thompson, generator, deterministic)
+        table = utility_table(td.probability, posterior.var, cfg.levels, cost=cfg.cost,
+                              gain_ref_tokens=cfg.gain_ref_tokens, content_variance=cfg.content_variance)
+        table = exclude_regions(table, exclude)  # (B, R, L)
+        alloc = solve(table, cfg.levels, bud, solver or cfg.solver)
+        return (alloc, td) if return_draws else alloc
+
+    def update(self, posterior: RelevancePosterior, region_index: Tensor, refined_scores) -> RelevancePosterior:
+        """Sequential update with refined evidence for some regions (B, K) -> new posterior.
+
+        refined_scores: a (B, K) tensor (the "refined" channel, raw scale, its own calibration) or a
+        dict channel name -> (B, K) raw scores of that scorer (standardised with the glimpse's
+        per-image loc/scale, then its calibration). Every region's posterior moves (through mu_img).
+        """
+        items = refined_scores.items() if isinstance(refined_scores, dict) else [("refined", refined_scores)]
+        for name, s in items:
+            if name not in CHANNELS:
+                raise ValueError(f"refined_scores has unknown channel {name!r}; known: {CHANNELS}")
+            if not isinstance(s, Tensor) or not s.dtype.is_floating_point:
+                raise TypeError(f"refined_scores[{name!r}] must be a floating-point tensor (B, K)")
+            k = CHANNELS.index(name)
+            s = s.to(posterior.precision.dtype)
+            if posterior.channel_loc is not None and name != "refined":
+                s = (s - posterior.channel_loc[:, k, None]) / posterior.channel_scale[:, k, None]
+            cal = self.calibration(posterior.precision)
+            posterior = update_posterior(posterior, region_index, s, slope=cal["slope"][k],
+                                         offset=cal["offset"][k], precision=cal["precision"][k])
+        return posterior
+
+    def forward(self, region_features: Tensor, *, region_pixels: Tensor | None = None,
+                query_embeds: Tensor | None = None, query_mask: Tensor | None = None,
+                budget=None, generator: torch.Generator | None = None, deterministic: bool = False
+                ) -> RelevanceOutput:
+        """Score, infer, sample, allocate. Shapes in the RelevanceOutput field comments."""
+        raw, obs, mask, factor, loc, scale = self.score(region_features, region_pixels=region_pixels,
+                                                        query_embeds=query_embeds, query_mask=query_mask)
+        post = self.posterior_from_scores(obs, mask, factor, loc, scale)
+        alloc, td = self.allocate(post, budget, generator, deterministic, return_draws=True)
+        return RelevanceOutput(alloc.levels, alloc.level_index, post.mean, post.var, alloc.tokens_used,
+                               alloc.utility, raw, post, alloc.insufficient_budget, td.probability, td.draws,
+                               mask[:, CHANNELS.index("query"), 0])
+
+    def allocate_baseline(self, output: RelevanceOutput, kind: str, budget=None,
+                          generator: torch.Generator | None = None) -> Allocation:
+        """Baselines for evaluation, scored under the posterior-mean utility table:
+        "uniform", "random" (needs generator), "top_k_salience" (mean z-score of the salience
+        channels), "top_k_query" (query attention score; needs a query for every image)."""
+        cfg = self.config
+        post = output.posterior
+        B = post.batch_size
+        bud = as_budget(cfg.budget if budget is None else budget, B, post.precision.device)
+        table = utility_table(torch.sigmoid(post.mean), post.var, cfg.levels, cost=cfg.cost,
+                              gain_ref_tokens=cfg.gain_ref_tokens, content_variance=cfg.content_variance)
+        if kind == "uniform":
+            return allocate_uniform(table, cfg.levels, bud)
+        if kind == "random":
+            if generator is None:
+                raise ValueError("generator is required for the 'random' baseline")
+            return allocate_random(table, cfg.levels, bud, generator)
+        if kind == "top_k_salience":
+            names = [n for n in ("salience_contrast", "salience_spectral") if n in output.scores]
+            z = torch.stack([standardize(output.scores[n].to(table.dtype))[0] for n in names]).mean(0)
+            return allocate_top_k(table, cfg.levels, bud, z, "top_k_salience")
+        if kind == "top_k_query":
+            if not output.query_present.all():
+                raise ValueError("top_k_query needs a query for every image (query_embeds was absent)")
+            return allocate_top_k(table, cfg.levels, bud, output.scores["query"].to(table.dtype), "top_k_query")
+        raise ValueError(f"kind must be one of {BASELINES}, got {kind!r}")

@@ -1,0 +1,61 @@
+"""Thompson sampling of relevance logits from the joint posterior.
+
+Draws come from the exact joint posterior (marginals N(m_i, v_i), coupled through the shared
+mu_img and the scorer-parameter factor): r = m + W z_W + sqrt(1/d) * z, with W the (1 + E)-column
+covariance factor, so a draw costs O(R (1 + E)) and the ranking frequencies of the draws equal the
+posterior probabilities of each ranking. Deterministic mode returns the posterior mean.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from .posterior import RelevancePosterior
+
+__all__ = ["ThompsonDraws", "sample_relevance", "thompson", "rank_first_frequency"]
+
+
+class ThompsonDraws(NamedTuple):
+    draws: Tensor        # (B, S, R) relevance logits (S = 1 and equal to the mean when deterministic)
+    probability: Tensor  # (B, R) success probability p_i = mean over draws of sigmoid(r~_i)
+
+
+def sample_relevance(posterior: RelevancePosterior, num_samples: int, generator: torch.Generator | None
+                     ) -> Tensor:
+    """S joint posterior draws of the relevance logits: (B, S, R)."""
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
+    m = posterior.mean  # (B, R)
+    B, R = m.shape
+    W = posterior.cov_factor  # (B, R, 1+E)
+    kw = dict(generator=generator, device=m.device, dtype=m.dtype)
+    zw = torch.randn(B, num_samples, W.shape[-1], **kw)  # (B, S, 1+E)
+    z = torch.randn(B, num_samples, R, **kw)  # (B, S, R)
+    return m[:, None, :] + torch.einsum("bse,bre->bsr", zw, W) + z * posterior.cov_diag.sqrt()[:, None, :]
+
+
+def thompson(posterior: RelevancePosterior, num_samples: int = 1, generator: torch.Generator | None = None,
+             deterministic: bool = False) -> ThompsonDraws:
+    """Draw relevance logits and the success probabilities the allocator uses.
+
+    deterministic=True uses the posterior mean (one 'draw', no randomness). Otherwise p_i is the
+    average of sigmoid over S draws: S = 1 is Thompson sampling proper; as S grows p_i tends to
+    E[sigmoid(r_i)], the Bayes decision (the utility is linear in p, so averaging p over draws
+    averages the utility over draws).
+    """
+    if deterministic:
+        draws = posterior.mean[:, None, :]  # (B, 1, R)
+    else:
+        draws = sample_relevance(posterior, num_samples, generator)  # (B, S, R)
+    return ThompsonDraws(draws, torch.sigmoid(draws).mean(1))
+
+
+def rank_first_frequency(draws: Tensor) -> Tensor:
+    """Fraction of draws (B, S, R) in which each region has the largest logit: (B, R)."""
+    if draws.dim() != 3:
+        raise ValueError(f"draws must have shape (B, S, R), got {tuple(draws.shape)}")
+    R = draws.shape[-1]
+    top = draws.argmax(dim=-1)  # (B, S)
+    return torch.nn.functional.one_hot(top, R).to(draws.dtype).mean(1)

@@ -1,0 +1,95 @@
+"""Time the relevance allocator against one ViT-B/16 forward pass on the same machine, same run.
+
+The allocator's time covers everything it does per batch: the three scorers (pixel entropy, feature
+entropy, centre-surround, spectral residual, query cross-attention), the closed-form posterior,
+Thompson sampling and the exact DP allocation. The peer is one forward pass of
+transformers.ViTModel(ViTConfig()) (ViT-B/16, 224 px, random weights) on the same batch of 8 images.
+Medians over repeats, torch.no_grad, CPU unless --device says otherwise.
+
+    .venv/bin/python benchmarks/allocator.py [--repeats 10] [--vit-repeats 3] [--device cpu] [--threads N]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from arrcoc.relevance import RelevanceAllocator, RelevanceConfig
+from arrcoc.relevance.allocation import utility_table, solve
+from arrcoc.relevance.thompson import thompson
+
+__all__ = ["main"]
+
+
+def _median_time(fn, repeats: int, device) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--vit-repeats", type=int, default=3)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--regions", type=int, nargs="+", default=[16, 64])
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    args = ap.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    from transformers import ViTConfig, ViTModel
+
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    B, D, T = args.batch, 768, 16
+    vit = ViTModel(ViTConfig()).eval().to(device)
+    pixels = torch.randn(B, 3, 224, 224, device=device)
+    with torch.no_grad():
+        t_vit = _median_time(lambda: vit(pixel_values=pixels), args.vit_repeats, device)
+    print(f"device {device}, torch threads {torch.get_num_threads()}, batch {B}")
+    print(f"ViT-B/16 forward (224 px): {t_vit * 1e3:.1f} ms")
+    results = {"vit_s": t_vit}
+    for R in args.regions:
+        grid = int(round(R ** 0.5))
+        side = 224 // grid
+        cfg = RelevanceConfig(grid=grid, budget=100 * R)
+        model = RelevanceAllocator(cfg, feature_dim=D, query_dim=D).eval().to(device)
+        g = torch.Generator(device=device).manual_seed(0)
+        feats = torch.randn(B, R, D, device=device)
+        crops = torch.rand(B, R, 3, side, side, device=device)
+        query = torch.randn(B, T, D, device=device)
+        with torch.no_grad():
+            t_all = _median_time(lambda: model(feats, region_pixels=crops, query_embeds=query, generator=g),
+                                 args.repeats, device)
+            raw, obs, mask, factor, loc, scale = model.score(feats, region_pixels=crops, query_embeds=query)
+            post = model.posterior_from_scores(obs, mask, factor, loc, scale)
+            t_score = _median_time(lambda: model.score(feats, region_pixels=crops, query_embeds=query),
+                                   args.repeats, device)
+            t_post = _median_time(lambda: model.posterior_from_scores(obs, mask, factor, loc, scale).var,
+                                  args.repeats, device)
+            td = thompson(post, cfg.num_thompson, g)
+            table = utility_table(td.probability, post.var, cfg.levels, cost=cfg.cost)
+            t_dp = _median_time(lambda: solve(table, cfg.levels, cfg.budget, "dp"), args.repeats, device)
+            t_greedy = _median_time(lambda: solve(table, cfg.levels, cfg.budget, "greedy"), args.repeats, device)
+        pct = 100 * t_all / t_vit
+        results[R] = dict(total_s=t_all, percent=pct, score_s=t_score, posterior_s=t_post, dp_s=t_dp,
+                          greedy_s=t_greedy)
+        print(f"R={R:3d} (budget {cfg.budget}): allocator {t_all * 1e3:7.2f} ms = {pct:5.2f} % of ViT-B/16 "
+              f"[scorers {t_score * 1e3:.2f} ms, posterior {t_post * 1e3:.2f} ms, DP {t_dp * 1e3:.2f} ms; "
+              f"greedy would be {t_greedy * 1e3:.2f} ms]  goal < 3 %: {'met' if pct < 3 else 'NOT met'}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

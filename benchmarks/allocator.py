@@ -6,11 +6,12 @@ Thompson sampling and the exact DP allocation. The peer is one forward pass of
 transformers.ViTModel(ViTConfig()) (ViT-B/16, 224 px, random weights) on the same batch of 8 images.
 Medians over repeats, torch.no_grad, CPU unless --device says otherwise.
 
-    .venv/bin/python benchmarks/allocator.py [--repeats 10] [--vit-repeats 3] [--device cpu] [--threads N]
+    .venv/bin/python benchmarks/allocator.py [--repeats 10] [--vit-repeats 3] [--device cpu] [--threads 1 2]
 """
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -44,10 +45,18 @@ def main(argv=None) -> dict:
     ap.add_argument("--vit-repeats", type=int, default=3)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--regions", type=int, nargs="+", default=[16, 64])
-    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    ap.add_argument("--threads", type=int, nargs="+", default=None,
+                    help="torch CPU thread counts to measure, each a separate comparison (default: 1 and torch's default)")
     args = ap.parse_args(argv)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    threads = args.threads or sorted({1, torch.get_num_threads()})
+    results = {}
+    for n in threads:
+        torch.set_num_threads(n)
+        results[n] = _run(args)
+    return results
+
+
+def _run(args) -> dict:
     from transformers import ViTConfig, ViTModel
 
     device = torch.device(args.device)
@@ -57,7 +66,9 @@ def main(argv=None) -> dict:
     pixels = torch.randn(B, 3, 224, 224, device=device)
     with torch.no_grad():
         t_vit = _median_time(lambda: vit(pixel_values=pixels), args.vit_repeats, device)
-    print(f"device {device}, torch threads {torch.get_num_threads()}, batch {B}")
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+    print(f"device {device}, torch threads {torch.get_num_threads()}, batch {B}, "
+          f"{os.cpu_count()} CPUs, load average {load}")
     print(f"ViT-B/16 forward (224 px): {t_vit * 1e3:.1f} ms")
     results = {"vit_s": t_vit}
     for R in args.regions:

@@ -181,7 +181,7 @@ class NNLaplaceResult:
             mean = self._f(self.mode, x)
         if mean.ndim == 1:
             mean = mean[:, None]
-        jac = jacrev(lambda t: self._f(t, x).reshape(x.shape[0], -1))(self.mode)  # (B, O, P)
+        jac = jacrev(lambda t: self._f(t, x).reshape(x.shape[0], -1))(self.mode).detach()  # (B, O, P)
         if self.precision.ndim == 1:
             var = torch.einsum("bop,p,bqp->boq", jac, 1.0 / self.precision, jac)
         else:
@@ -289,6 +289,7 @@ def laplace_nn(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, likelihood
         else:
             h = ((jac ** 2).sum((0, 1)) / sigma_noise ** 2 if lam is None
                  else torch.einsum("nop,nor,nrp->p", jac, lam, jac)) + prior_precision
+    h = h.detach()  # the fixed (non-selected) parameters require grad; the precision must not
     fac, used = factor_precision(h, jitter)
     if h.ndim == 1:
         h = h + used

@@ -42,7 +42,16 @@ class RelevanceOutput(NamedTuple):
 
 
 class RelevanceAllocator(nn.Module):
-    """Decide how many tokens each region gets. See the package docstring for the pipeline."""
+    """Decide how many tokens each region gets. See the package docstring for the pipeline.
+
+    forward(region_features (B, R, D), *, region_pixels (B, R, C, h, w) | None, query_embeds
+    (B, T, Dq) | None, query_mask (B, T) bool | None, budget int | LongTensor (B,) | None,
+    generator, deterministic) -> RelevanceOutput. query_dim None means query_dim = feature_dim.
+    Channels: see config.CHANNELS; without pixels the pixel channels are absent, without a query
+    (or with an all-False query_mask row) the query channel is absent for that image.
+    """
+
+    _EPS = 1e-6  # standardisation floor: a channel with std below this over an image is uninformative
 
     def __init__(self, config: RelevanceConfig | None = None, feature_dim: int = 768,
                  query_dim: int | None = None):
@@ -58,7 +67,7 @@ class RelevanceAllocator(nn.Module):
         self.feature_dim = feature_dim
         self.query_dim = feature_dim if query_dim is None else query_dim
         self.information = InformationScorer(config.histogram_bins, config.soft_histogram,
-                                             config.feature_temperature)
+                                             config.feature_temperature, config.histogram_max_pixels)
         self.salience = SalienceScorer(config.grid, config.spectral_size, config.spectral_blur)
         self.query = QueryScorer(feature_dim, self.query_dim, config.num_heads, config.head_dim,
                                  config.laplace_prior_precision)
@@ -115,11 +124,18 @@ class RelevanceAllocator(nn.Module):
                 raise ValueError(f"scorer {name!r} produced NaN or inf")
             present = q.present if name == "query" else torch.ones(B, dtype=torch.bool, device=dev)
             if self.config.standardize == "image":
-                s, loc[:, k], scale[:, k] = standardize(s)
+                s, lk, sk = standardize(s, self._EPS)
+                # a channel constant over the image says nothing about which region matters: it is
+                # treated as unobserved there (and later evidence for it is used on the raw scale)
+                informative = sk > self._EPS
+                present = present & informative
+                loc[:, k] = torch.where(informative, lk, torch.zeros_like(lk))
+                scale[:, k] = torch.where(informative, sk, torch.ones_like(sk))
                 if name == "query":
                     factor = (factor - factor.mean(1, keepdim=True)) / scale[:, k, None, None]
             obs[:, k] = s
             mask[:, k] = present[:, None]
+        factor = factor * mask[:, CHANNELS.index("query"), :, None]  # no epistemic term where absent
         return raw, obs, mask, factor, loc, scale
 
     def posterior_from_scores(self, obs: Tensor, mask: Tensor, factor: Tensor | None = None,

@@ -90,6 +90,9 @@ class RelevanceConfig:
     laplace_prior_precision: float = 64.0
     # Intensity histogram bins: 32 resolves texture vs flat regions at a few thousand pixels/region.
     histogram_bins: int = 32
+    # Pixels per region that enter the histogram (strided subsample above that): a 32-bin entropy is
+    # estimated well from a few hundred pixels, and this caps the cost at 256 B R whatever the crop size.
+    histogram_max_pixels: int = 256
     # Soft (linear-interpolation) histogram: differentiable in the pixels, same cost as the hard one.
     soft_histogram: bool = True
     # Temperature of the softmax over feature dims for the feature-entropy score.
@@ -119,7 +122,7 @@ class RelevanceConfig:
         if self.budget < 0:
             raise ValueError(f"budget must be non-negative, got {self.budget}")
         for name in ("grid", "num_thompson", "num_heads", "head_dim", "histogram_bins",
-                     "spectral_size"):
+                     "histogram_max_pixels", "spectral_size"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive int, got {v!r}")

@@ -80,20 +80,27 @@ def check_pixels(x, name: str = "region_pixels") -> Tensor:
 
 # ----------------------------------------------------------------------------- information
 
-def pixel_entropy(region_pixels: Tensor, bins: int = 32, soft: bool = True) -> Tensor:
+def pixel_entropy(region_pixels: Tensor, bins: int = 32, soft: bool = True,
+                  max_pixels: int | None = None) -> Tensor:
     """Normalised Shannon entropy of each region's grey-level histogram: (B, R, C, h, w) -> (B, R).
 
     Grey levels are min-max scaled per image (over all its regions; the scale is detached), so the
-    score does not depend on the pixel normalisation used upstream.
+    score does not depend on the pixel normalisation used upstream. max_pixels: if set, regions are
+    subsampled with a stride so that at most that many pixels per region enter the histogram.
     """
     check_pixels(region_pixels)
-    return grey_entropy(region_pixels.mean(2), bins, soft)
+    return grey_entropy(region_pixels.mean(2), bins, soft, max_pixels)
 
 
-def grey_entropy(region_grey: Tensor, bins: int = 32, soft: bool = True) -> Tensor:
+def grey_entropy(region_grey: Tensor, bins: int = 32, soft: bool = True, max_pixels: int | None = None
+                 ) -> Tensor:
     """``pixel_entropy`` on grey regions (B, R, h, w) (no validation)."""
     if bins < 2:
         raise ValueError(f"bins must be >= 2, got {bins}")
+    h, w = region_grey.shape[-2:]
+    if max_pixels is not None and h * w > max_pixels:
+        stride = math.ceil(math.sqrt(h * w / max_pixels))  # same stride in both directions
+        region_grey = region_grey[..., ::stride, ::stride]
     B, R = region_grey.shape[:2]
     grey = region_grey.reshape(B, R, -1)  # (B, R, n)
     lo = grey.detach().amin((1, 2), keepdim=True)
@@ -227,9 +234,10 @@ def standardize(scores: Tensor, eps: float = 1e-6) -> tuple[Tensor, Tensor, Tens
 class InformationScorer(nn.Module):
     """Entropy scores (no parameters): pixel histogram entropy and feature-distribution entropy."""
 
-    def __init__(self, bins: int = 32, soft: bool = True, temperature: float = 1.0):
+    def __init__(self, bins: int = 32, soft: bool = True, temperature: float = 1.0,
+                 max_pixels: int | None = 256):
         super().__init__()
-        self.bins, self.soft, self.temperature = bins, soft, temperature
+        self.bins, self.soft, self.temperature, self.max_pixels = bins, soft, temperature, max_pixels
 
     def forward(self, region_features: Tensor, region_pixels: Tensor | None = None, *,
                 region_grey: Tensor | None = None) -> dict[str, Tensor]:
@@ -239,7 +247,7 @@ class InformationScorer(nn.Module):
         if region_grey is None and region_pixels is not None:
             region_grey = check_pixels(region_pixels).mean(2)
         if region_grey is not None:
-            out["information_pixel"] = grey_entropy(region_grey, self.bins, self.soft)
+            out["information_pixel"] = grey_entropy(region_grey, self.bins, self.soft, self.max_pixels)
         return out
 
 

@@ -78,3 +78,12 @@ def test_from_model_config_matches_model():
     m = tiny_model()
     p = ARRCOCImageProcessor.from_model_config(m.config)
     assert p.size == 128 and p.grid == 4 and p.image_mean == m.config.image_mean
+
+
+def test_processor_save_load(proc, tmp_path):
+    proc.save_pretrained(tmp_path)
+    again = ARRCOCImageProcessor.from_pretrained(tmp_path)
+    assert (again.size, again.grid, again.image_mean, again.image_std, again.max_pixels) == \
+        (proc.size, proc.grid, proc.image_mean, proc.image_std, proc.max_pixels)
+    img = Image.new("RGB", (40, 40), (10, 200, 30))
+    torch.testing.assert_close(again(img)["pixel_values"], proc(img)["pixel_values"])

@@ -159,3 +159,12 @@ def test_bad_input(model, gen):
         RelevanceAllocator(RelevanceConfig(levels=(0, 100, 64)), feature_dim=D)
     with pytest.raises(ValueError, match="feature_dim"):
         RelevanceAllocator(RelevanceConfig(), feature_dim=0)
+
+
+def test_constant_channel_is_treated_as_unobserved(model, gen):
+    f = torch.randn(1, 1, D, generator=gen).expand(2, 16, D).clone()  # every region identical
+    out = model(f, deterministic=True)
+    # no informative channel left: the posterior is the prior for every region
+    torch.testing.assert_close(out.relevance_mean, torch.zeros(2, 16))
+    torch.testing.assert_close(out.relevance_var, torch.full((2, 16), 2.0))
+    assert torch.isfinite(out.posterior.channel_scale).all() and (out.posterior.channel_scale == 1).all()

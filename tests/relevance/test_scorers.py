@@ -145,3 +145,15 @@ def test_bad_input():
         qs(torch.zeros(2, 3, 8), torch.full((2, 4, 6), float("nan")))
     with pytest.raises(ValueError, match="cov"):
         qs.set_head_covariance(-torch.eye(2))
+
+
+def test_pixel_subsampling_keeps_the_distribution(gen):
+    x = torch.rand(2, 4, 1, 48, 48, generator=gen, dtype=DT)
+    x[:, 0] = 0.5  # flat
+    x[:, 1] = x[:, 1] * 0.2  # narrow range
+    x[:, 2] = x[:, 2] ** 4  # skewed
+    full, sub = pixel_entropy(x, 32, False), pixel_entropy(x, 32, False, max_pixels=256)
+    assert (full - sub).abs().max() < 0.06
+    assert (sub.argsort(1) == full.argsort(1)).all()
+    torch.testing.assert_close(pixel_entropy(x, 32, False, max_pixels=256),
+                               pixel_entropy(x[..., ::3, ::3], 32, False))

@@ -203,9 +203,11 @@ def fit_vi(log_likelihood: Callable, prior, dim: int | None = None, *, generator
         if gp is None:
             raise ValueError("dim must be given when the prior is not a Gaussian with a known dimension")
         dim = gp[0].shape[-1]
-    dtype = torch.float64 if data is None else (data[0].dtype if data[0].is_floating_point() else torch.float64)
+    gp = gaussian_prior_params(prior, dim) if isinstance(prior, torch.distributions.Distribution) else None
+    like = data[0] if data is not None else (gp[0] if gp is not None else None)  # dtype / device source
+    dtype = like.dtype if like is not None and like.is_floating_point() else torch.float64
     q = make_family(cfg.family, dim, loc=init, scale=cfg.init_scale, dtype=dtype,
-                    device=data[0].device if data is not None else None)
+                    device=like.device if like is not None else None)
     opt = torch.optim.Adam(q.parameters(), lr=cfg.lr)
     gamma = cfg.final_lr_fraction ** (1.0 / max(cfg.num_steps, 1))
     sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma)

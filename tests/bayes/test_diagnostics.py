@@ -222,6 +222,10 @@ def test_axes_dtypes_and_chunking(monkeypatch):
     assert ess(x[:, :, 0, 0]).shape == ()  # scalar parameter
     ints = torch.from_numpy(CASES["ties"]).long()
     assert ess(ints).dtype == torch.get_default_dtype()
+    torch.testing.assert_close(ess(ints).double(), ess(ints.double()), rtol=1e-6, atol=0)
+    half = rhat(x.to(torch.bfloat16))
+    assert half.dtype == torch.float32
+    torch.testing.assert_close(half.double(), rhat(x.to(torch.bfloat16).double()), rtol=1e-6, atol=0)
     unchunked = summary({"a": x}).values
     monkeypatch.setattr(A, "CHUNK_ELEMENTS", 700)  # one parameter per chunk
     torch.testing.assert_close(rhat(x), ref, rtol=1e-12, atol=0)

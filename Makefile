@@ -20,7 +20,7 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt Makefile
 install: $(STAMP)
 
 run: $(STAMP)
-	$(PY) -m arrcoc.cli demo
+	HF_HUB_OFFLINE=1 $(PY) -m arrcoc.cli allocate arrcoc/assets/sample_scene.png --query "What does the blue sign say?" --budget 640 --out arrcoc_overlay.png
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -9,6 +9,13 @@ backbones   uniform access to HF vision models, timm models and the bundled pret
 """
 import importlib
 
+# PyPI's only torchvision for torch 2.13 is a CUDA build whose C ops cannot load with CPU torch, which
+# breaks `import torchvision`, `import timm` and transformers' vision models. The fix is a no-op when
+# torchvision is absent or its ops load; ARRCOC_NO_TORCHVISION_COMPAT=1 turns it off.
+from arrcoc.backbones._torchvision_compat import ensure_torchvision_importable as _ensure_tv
+
+_ensure_tv()
+
 __version__ = "0.1.0"
 __all__ = ["__version__", "bayes", "relevance", "modeling", "backbones"]
 

@@ -2,6 +2,8 @@
 import pytest
 import torch
 
+import arrcoc  # noqa: F401  (applies the torchvision compatibility fix before transformers is imported)
+
 
 def pytest_addoption(parser):
     parser.addoption("--runslow", action="store_true", default=False, help="run tests marked slow")

@@ -8,7 +8,6 @@ the grid. The caller (``arrcoc.modeling``) resamples crops to that size, one bat
 """
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 

@@ -5,7 +5,7 @@ from arrcoc.backbones._torchvision_compat import ensure_torchvision_importable
 
 ensure_torchvision_importable()  # before transformers can import a torchvision whose ops cannot load
 
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from arrcoc.backbones import (ByteQueryEncoder, HFVisionBackbone, PretrainedPackageMissing, build_backbone,
+from arrcoc.backbones import (ByteQueryEncoder, PretrainedPackageMissing, build_backbone,
                               build_query_encoder, tokens_to_grid)
 
 TINY = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, image_size=32,

@@ -1,7 +1,6 @@
 """The torchvision compatibility fix: pure-PyTorch nms against a brute-force reference, and the
 end-to-end recipe (torchvision with unloadable ops -> import torchvision/timm/transformers models)
 in a fresh interpreter wherever torchvision is installed."""
-import itertools
 import subprocess
 import sys
 import textwrap

@@ -8,7 +8,7 @@ from typing import Mapping, Sequence
 import torch
 
 from . import _array as A
-from .convergence import DEFAULT_TAIL_PROB, _ess_core, _indicator_ess, _max_like_python, _rhat_core
+from .convergence import DEFAULT_TAIL_PROB, _ess_core, _max_like_python, _rhat_core, _tail_ess
 from .intervals import DEFAULT_PROB, _check_interval_prob
 
 __all__ = ["Summary", "summary", "SummaryConfig"]
@@ -108,9 +108,7 @@ def _summary_chunk(y: torch.Tensor, prob: float, interval: str) -> torch.Tensor:
         r_hat = torch.full((p,), torch.nan, dtype=torch.float64, device=y.device)
     ess_bulk = _ess_core(z)
     sorted_all = (sorted_sp if n % 2 == 0 else A.sort_flat(y)).to(torch.float64)  # (P, C*N)
-    lo_p, hi_p = DEFAULT_TAIL_PROB
-    ess_tail = torch.minimum(_indicator_ess(yd, sorted_all, lo_p, False),
-                             _indicator_ess(yd, sorted_all, hi_p, False))
+    ess_tail = _tail_ess(yd, sorted_all, *DEFAULT_TAIL_PROB, False)
     ess_mean = _ess_core(A.split_chains(yd))
     flat = yd.reshape(p, -1)  # (P, S)
     mean = flat.mean(dim=-1)

@@ -323,6 +323,8 @@ def test_validation_messages_name_the_argument():
     with pytest.raises(ValueError, match="`prob`"):
         ess(good, method="local", prob=0.3)
     with pytest.raises(ValueError, match="`prob`"):
+        ess(good, method="tail", prob=(0.1, 1.2))
+    with pytest.raises(ValueError, match="`prob`"):
         mcse(good, method="quantile", prob=1.5)
     for p in (0.0, 1.0, -0.2):
         with pytest.raises(ValueError, match="`prob`"):

@@ -106,7 +106,7 @@ def _tail_probs(prob) -> tuple[float, float]:
     if isinstance(prob, Sequence) and not isinstance(prob, str):
         if len(prob) != 2:
             raise ValueError(f"`prob` for tail ESS must be a float or a pair (low, high), got {prob!r}")
-        return float(prob[0]), float(prob[1])
+        return _check_prob(prob[0], "tail ESS"), _check_prob(prob[1], "tail ESS")
     p = _check_prob(prob, "tail ESS")
     return tuple(sorted((p, 1.0 - p)))
 

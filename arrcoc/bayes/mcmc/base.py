@@ -129,6 +129,7 @@ class _Site(NamedTuple):
     unc_shape: tuple[int, ...]        # unconstrained shape of one draw
     start: int
     stop: int
+    support: Constraint               # the constraint values must satisfy
 
 
 class Model:
@@ -158,16 +159,16 @@ class Model:
             if any(s < 0 for s in shape):
                 raise ValueError(f"spec[{name!r}] shape must be non-negative, got {shape}")
             if con is None:
-                tr = torch.distributions.transforms.identity_transform
+                tr, support = torch.distributions.transforms.identity_transform, constraints.real
             elif isinstance(con, Transform):
-                tr = con
+                tr, support = con, con.codomain
             elif isinstance(con, Constraint):
-                tr = biject_to(con)
+                tr, support = biject_to(con), con
             else:
                 raise TypeError(f"spec[{name!r}] needs a torch Constraint, Transform or None, got {type(con).__name__}")
             unc_shape = tuple(tr.inverse_shape(torch.Size(shape)))
             size = math.prod(unc_shape)
-            sites.append(_Site(name, shape, tr, unc_shape, start, start + size))
+            sites.append(_Site(name, shape, tr, unc_shape, start, start + size, support))
             start += size
         self.sites = sites
         self.dim = start
@@ -208,8 +209,8 @@ class Model:
             nb = v.dim() - len(s.shape)
             if nb < 0 or tuple(v.shape[nb:]) != s.shape:
                 raise ValueError(f"init value for {s.name!r} must have trailing shape {s.shape}, got {tuple(v.shape)}")
-            if not bool(s.transform.codomain.check(v).all()):
-                raise ValueError(f"init value for {s.name!r} violates its constraint {s.transform.codomain}")
+            if not bool(s.support.check(v).all()):
+                raise ValueError(f"init value for {s.name!r} violates its constraint {s.support}")
             u = s.transform.inv(v)
             parts.append(u.reshape(u.shape[:nb] + (-1,)))
         batch = torch.broadcast_shapes(*[p.shape[:-1] for p in parts])

@@ -102,7 +102,8 @@ def _initial_positions(model, init, num_chains, dim, generator, dtype, device, a
 def sample(kernel, logdensity_fn, *, num_chains: int, num_warmup: int, num_samples: int,
            generator: torch.Generator, init=None, dim: int | None = None, thin: int = 1,
            progress: bool = True, dtype: torch.dtype | None = None, device=None,
-           max_init_tries: int = 100, keep_warmup_info: bool = True) -> MCMCResult:
+           max_init_tries: int = 100, keep_warmup_info: bool = True,
+           num_threads: int | None = None) -> MCMCResult:
     """Run ``kernel`` on ``num_chains`` chains at once: warmup (adaptation), then draws.
 
     kernel: a kernel object (NUTS(), HMC(), RWMH(), Gibbs(...), ParallelTempering(...),
@@ -114,8 +115,21 @@ def sample(kernel, logdensity_fn, *, num_chains: int, num_warmup: int, num_sampl
         positions, a dict name -> constrained values (for a Model), or a callable(generator)
         returning either (retried like the default).
     thin: keep every thin-th draw.  progress: tqdm progress bar.  dtype: default float64.
+    num_threads: torch intra-op threads during the run (restored afterwards); None leaves the
+        setting alone.  MCMC on small models runs many tiny ops, where 1 thread is usually fastest.
     Returns an MCMCResult with draws (chain, draw, ...) in constrained space.
     """
+    if num_threads is not None:
+        _check_int("num_threads", num_threads, 1)
+        old = torch.get_num_threads()
+        torch.set_num_threads(num_threads)
+        try:
+            return sample(kernel, logdensity_fn, num_chains=num_chains, num_warmup=num_warmup,
+                          num_samples=num_samples, generator=generator, init=init, dim=dim, thin=thin,
+                          progress=progress, dtype=dtype, device=device, max_init_tries=max_init_tries,
+                          keep_warmup_info=keep_warmup_info, num_threads=None)
+        finally:
+            torch.set_num_threads(old)
     check_generator(generator)
     for name in ("init", "init_params", "step"):
         if not callable(getattr(kernel, name, None)):

@@ -14,13 +14,6 @@ from arrcoc.bayes.laplace import laplace
 F64 = torch.float64
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _data(gen, n=25, shift=1.3):
     return torch.randn(n, generator=gen, dtype=F64) + shift

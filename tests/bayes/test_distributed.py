@@ -29,14 +29,6 @@ def _vi_loglik(z, x, y):
     return Normal(z @ x.T, SIG).log_prob(y)  # (S, n)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny tensors: OpenMP thread wake-ups dominate on a shared machine, so run single-threaded."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 _PRIOR = Normal(torch.zeros(DIM, dtype=torch.float64), 2.0)
 _VI = dict(family="fullrank", num_steps=300, min_steps=300, tol=1e-2, final_samples=512, num_samples=8)

@@ -13,12 +13,6 @@ from arrcoc.bayes import hierarchical as H
 F64 = torch.float64
 Y = torch.tensor([28.0, 8, -3, 7, -1, 1, 18, 12], dtype=F64)
 SIGMA = torch.tensor([15.0, 10, 16, 11, 9, 11, 10, 18], dtype=F64)
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 _ROOT = Path(__file__).resolve().parents[2]

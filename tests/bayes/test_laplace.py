@@ -11,13 +11,6 @@ from arrcoc.bayes.laplace import factor_precision, laplace, laplace_nn
 F64 = torch.float64
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _linear(gen, n=30, d=3, sig=0.7, a=2.0):
     X = torch.randn(n, d, generator=gen, dtype=F64)

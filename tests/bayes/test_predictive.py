@@ -11,13 +11,6 @@ from arrcoc.bayes.conjugate import GammaPoisson, NormalNormal
 F64 = torch.float64
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def test_normal_normal_predictive_and_variance_split(gen):
     x = torch.randn(10, generator=gen, dtype=F64) + 2.0

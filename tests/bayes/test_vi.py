@@ -14,13 +14,6 @@ from arrcoc.bayes.vi import (FullRankNormal, MeanFieldNormal, cavi_gaussian_mixt
 F64 = torch.float64
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _regression(gen, n=40, d=3, sig=0.7, prior_sd=2.0):
     X = torch.randn(n, d, generator=gen, dtype=F64)

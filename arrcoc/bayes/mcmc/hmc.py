@@ -57,9 +57,16 @@ def hamiltonian(logdensity: torch.Tensor, momentum: torch.Tensor, metric: Metric
 
 def hmc_step(state: HMCState, generator: torch.Generator, logdensity_fn: LogDensityFn, step_size: torch.Tensor,
              metric: Metric, num_steps: int, integrator: str = "leapfrog",
-             max_delta_energy: float = 1000.0) -> tuple[HMCState, HMCInfo]:
-    """One HMC transition: fresh momentum, ``num_steps`` integrator steps, Metropolis correction."""
+             max_delta_energy: float = 1000.0, step_size_jitter: float = 0.0) -> tuple[HMCState, HMCInfo]:
+    """One HMC transition: fresh momentum, ``num_steps`` integrator steps, Metropolis correction.
+
+    ``step_size_jitter`` j draws each chain's step size uniformly in step_size * [1 - j, 1 + j]
+    per transition (Stan's stepsize_jitter), which breaks the resonances of a fixed path length.
+    """
     integrate = INTEGRATORS[integrator]
+    if step_size_jitter > 0:
+        u = torch.rand(step_size.shape, generator=generator, dtype=step_size.dtype, device=step_size.device)
+        step_size = step_size * (1 + step_size_jitter * (2 * u - 1))
     p0 = sample_momentum(metric, generator, state.position)          # (C, d)
     h0 = hamiltonian(state.logdensity, p0, metric)                    # (C,)
     z = IntegratorState(state.position, p0, state.logdensity, state.grad)
@@ -120,12 +127,15 @@ class HMC:
     integrator: str = "leapfrog"      # leapfrog: one gradient per step, exact time-reversibility
     target_accept: float = 0.8        # Stan's adapt_delta default
     max_delta_energy: float = 1000.0  # Stan's divergence threshold on the energy error
+    step_size_jitter: float = 0.0     # Stan's default (none); 0.2-0.5 breaks fixed-path resonances on near-Gaussian targets
     adaptation: AdaptationConfig = field(default_factory=AdaptationConfig)
 
     def __post_init__(self):
         _check_common(self)
         if not isinstance(self.num_steps, int) or self.num_steps < 1:
             raise ValueError(f"num_steps must be a positive integer, got {self.num_steps!r}")
+        if not 0.0 <= self.step_size_jitter < 1.0:
+            raise ValueError(f"step_size_jitter must lie in [0, 1), got {self.step_size_jitter}")
 
     def init(self, position, logdensity_fn):
         return hmc_init(position, logdensity_fn)
@@ -135,7 +145,7 @@ class HMC:
 
     def step(self, state, generator, logdensity_fn, params):
         return hmc_step(state, generator, logdensity_fn, params.step_size, params.metric, self.num_steps,
-                        self.integrator, self.max_delta_energy)
+                        self.integrator, self.max_delta_energy, self.step_size_jitter)
 
     def warmup(self, num_warmup, logdensity_fn):
         return _window(self, num_warmup, logdensity_fn)

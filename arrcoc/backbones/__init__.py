@@ -6,9 +6,7 @@ a no-op unless torchvision is installed but its compiled ops cannot load with th
 """
 from __future__ import annotations
 
-from ._torchvision_compat import ensure_torchvision_importable
-
-ensure_torchvision_importable()
+from ._torchvision_compat import ensure_torchvision_importable  # applied once by `import arrcoc`
 
 from .base import VisionBackbone, tokens_to_grid  # noqa: E402
 from .hf import HFVisionBackbone, hf_vision_config  # noqa: E402

@@ -4,9 +4,7 @@ Importing this package registers ``arrcoc_vision`` with AutoConfig/AutoModel (an
 ``register_for_auto_class``, so a saved folder carries its code and loads with
 ``trust_remote_code=True``).
 """
-from arrcoc.backbones._torchvision_compat import ensure_torchvision_importable
-
-ensure_torchvision_importable()  # must run before transformers imports torchvision
+import arrcoc  # noqa: F401  (importing arrcoc applies the torchvision fix before transformers loads)
 
 from transformers import AutoConfig, AutoModel  # noqa: E402
 

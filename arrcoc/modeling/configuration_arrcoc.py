@@ -1,9 +1,7 @@
 """``ARRCOCVisionConfig``: the Hugging Face config of the ARR-COC vision encoder (JSON-safe fields)."""
 from __future__ import annotations
 
-from arrcoc.backbones._torchvision_compat import ensure_torchvision_importable
-
-ensure_torchvision_importable()  # before transformers can import a torchvision whose ops cannot load
+import arrcoc  # noqa: F401  (importing arrcoc applies the torchvision fix before transformers loads)
 
 import math
 from typing import Any

@@ -1,9 +1,7 @@
 """``ARRCOCImageProcessor``: PIL images / arrays -> ``pixel_values`` (B, 3, S, S) and region boxes."""
 from __future__ import annotations
 
-from arrcoc.backbones._torchvision_compat import ensure_torchvision_importable
-
-ensure_torchvision_importable()  # before transformers can import a torchvision whose ops cannot load
+import arrcoc  # noqa: F401  (importing arrcoc applies the torchvision fix before transformers loads)
 
 from typing import Any
 

@@ -9,9 +9,7 @@ encoded update the relevance posterior (``RelevanceAllocator.update``) before th
 """
 from __future__ import annotations
 
-from arrcoc.backbones._torchvision_compat import ensure_torchvision_importable
-
-ensure_torchvision_importable()  # before transformers can import a torchvision whose ops cannot load
+import arrcoc  # noqa: F401  (importing arrcoc applies the torchvision fix before transformers loads)
 
 from dataclasses import dataclass
 from typing import Sequence

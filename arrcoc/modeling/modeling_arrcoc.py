@@ -22,8 +22,7 @@ from transformers.utils import ModelOutput
 
 from arrcoc.backbones import build_backbone, build_query_encoder
 from arrcoc.relevance.allocator import RelevanceAllocator
-from arrcoc.relevance.config import CHANNELS, RelevanceConfig
-from arrcoc.relevance.posterior import update_posterior
+from arrcoc.relevance.config import RelevanceConfig
 
 from .configuration_arrcoc import ARRCOCVisionConfig
 from .regions import crop_resize, grid_boxes, level_side, sincos_2d, token_centres
@@ -224,14 +223,7 @@ class ARRCOCVisionModel(ARRCOCPreTrainedModel):
             name, score = "query", self.allocator.query(pooled, query_embeds, query_mask).score  # (B, K)
         else:
             name, score = "information_feature", self.allocator.information(pooled, None)["information_feature"]
-        k = CHANNELS.index(name)
-        s = score.to(posterior.precision.dtype)
-        if posterior.channel_loc is not None:
-            s = (s - posterior.channel_loc[:, k, None]) / posterior.channel_scale[:, k, None]
-        cal = self.allocator.calibration(posterior.precision)
-        return update_posterior(posterior, index, torch.where(valid, s, torch.zeros_like(s)),
-                                slope=cal["slope"][k], offset=cal["offset"][k], precision=cal["precision"][k],
-                                mask=valid)
+        return self.allocator.update(posterior, index, {name: score}, mask=valid)
 
     def assemble(self, global_tokens: Tensor, region_feats: dict, allocation: Tensor, boxes: Tensor,
                  height: int, width: int):

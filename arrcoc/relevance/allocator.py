@@ -162,12 +162,15 @@ class RelevanceAllocator(nn.Module):
         alloc = solve(table, cfg.levels, bud, solver or cfg.solver)
         return (alloc, td) if return_draws else alloc
 
-    def update(self, posterior: RelevancePosterior, region_index: Tensor, refined_scores) -> RelevancePosterior:
+    def update(self, posterior: RelevancePosterior, region_index: Tensor, refined_scores,
+               mask: Tensor | None = None) -> RelevancePosterior:
         """Sequential update with refined evidence for some regions (B, K) -> new posterior.
 
         refined_scores: a (B, K) tensor (the "refined" channel, raw scale, its own calibration) or a
         dict channel name -> (B, K) raw scores of that scorer (standardised with the glimpse's
         per-image loc/scale, then its calibration). Every region's posterior moves (through mu_img).
+        mask: (B, K) bool, False for padded slots (images of a batch refining different numbers of
+        regions); masked slots carry no evidence and their scores are ignored.
         """
         items = refined_scores.items() if isinstance(refined_scores, dict) else [("refined", refined_scores)]
         for name, s in items:
@@ -177,11 +180,13 @@ class RelevanceAllocator(nn.Module):
                 raise TypeError(f"refined_scores[{name!r}] must be a floating-point tensor (B, K)")
             k = CHANNELS.index(name)
             s = s.to(posterior.precision.dtype)
+            if mask is not None:
+                s = torch.where(mask, s, torch.zeros_like(s))  # padded slots: any finite placeholder
             if posterior.channel_loc is not None and name != "refined":
                 s = (s - posterior.channel_loc[:, k, None]) / posterior.channel_scale[:, k, None]
             cal = self.calibration(posterior.precision)
             posterior = update_posterior(posterior, region_index, s, slope=cal["slope"][k],
-                                         offset=cal["offset"][k], precision=cal["precision"][k])
+                                         offset=cal["offset"][k], precision=cal["precision"][k], mask=mask)
         return posterior
 
     def forward(self, region_features: Tensor, *, region_pixels: Tensor | None = None,

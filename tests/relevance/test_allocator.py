@@ -115,6 +115,24 @@ def test_update_moves_every_region_and_reallocates(model, gen):
         model.update(out.posterior, idx, {"nonsense": raw})
 
 
+def test_update_mask_ignores_padded_slots(model, gen):
+    """Images refining different numbers of regions: a masked slot (even holding NaN) carries no evidence."""
+    f, px, q, qm = _inputs(gen)
+    post = model(f, region_pixels=px, query_embeds=q, query_mask=qm, deterministic=True).posterior
+    raw = torch.tensor([[1.5, float("nan")], [0.3, -0.7], [2.0, float("nan")]])
+    idx = torch.tensor([[2, 5], [2, 5], [2, 5]])
+    valid = torch.tensor([[True, False], [True, True], [True, False]])
+    masked = model.update(post, idx, {"query": raw}, mask=valid)
+    one = model.update(post, idx[:, :1], {"query": raw[:, :1]})  # first slot only, for every image
+    torch.testing.assert_close(masked.mean[[0, 2]], one.mean[[0, 2]])
+    torch.testing.assert_close(masked.var[[0, 2]], one.var[[0, 2]])
+    both = model.update(post, idx, {"query": torch.nan_to_num(raw)})
+    torch.testing.assert_close(masked.mean[1], both.mean[1])
+    assert not torch.equal(masked.mean[1], one.mean[1])
+    with pytest.raises(ValueError):
+        model.update(post, idx, {"query": raw})  # NaN without a mask is an error, not a silent NaN
+
+
 def test_baselines_and_greedy(model, gen):
     f, px, q, qm = _inputs(gen)
     out = model(f, region_pixels=px, query_embeds=q, query_mask=qm, deterministic=True)

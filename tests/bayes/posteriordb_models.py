@@ -49,7 +49,8 @@ def load_reference(posterior: str) -> dict[str, torch.Tensor]:
 def _normal(x, loc, scale):
     """Normal log density up to the constant -log(sqrt(2 pi))."""
     z = (x - loc) / scale
-    return -0.5 * z * z - torch.log(torch.as_tensor(scale, dtype=x.dtype))
+    log_scale = math.log(scale) if isinstance(scale, (int, float)) else torch.log(scale)
+    return -0.5 * z * z - log_scale
 
 
 def _half_cauchy(x, scale):

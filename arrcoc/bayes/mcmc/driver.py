@@ -78,7 +78,7 @@ def _check_int(name, value, minimum):
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
 
 
-def _initial_positions(model, init, num_chains, dim, generator, dtype, device, attempt):
+def _initial_positions(model, init, num_chains, dim, generator, dtype, device):
     """Flat unconstrained (C, d) initial positions."""
     if init is None:
         if dim is None:
@@ -154,7 +154,7 @@ def sample(kernel, logdensity_fn, *, num_chains: int, num_warmup: int, num_sampl
 
     # ---- initial positions with finite log density
     random_init = init is None or (callable(init) and not isinstance(init, (torch.Tensor, Mapping)))
-    x = _initial_positions(model, init, num_chains, dim, generator, dtype, device, 0)
+    x = _initial_positions(model, init, num_chains, dim, generator, dtype, device)
     dim = x.shape[1]
     logp = safe_logdensity(fn, x)
     tries = 1
@@ -165,7 +165,7 @@ def sample(kernel, logdensity_fn, *, num_chains: int, num_warmup: int, num_sampl
         if tries >= max_init_tries:
             raise ValueError(f"could not find an initial point with finite log density in {max_init_tries} tries "
                              f"(chains {bad.nonzero().flatten().tolist()}); pass init=... explicitly")
-        fresh = _initial_positions(model, init, num_chains, dim, generator, dtype, device, tries)
+        fresh = _initial_positions(model, init, num_chains, dim, generator, dtype, device)
         x = torch.where(bad.unsqueeze(-1), fresh, x)
         logp = safe_logdensity(fn, x)
         tries += 1

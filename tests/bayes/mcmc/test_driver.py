@@ -16,15 +16,18 @@ def std_normal(x):
 
 def test_model_transforms_and_jacobian_give_the_right_constrained_posterior(gen):
     # sigma ~ Gamma(3, 2), p ~ Beta(2, 5), w ~ Dirichlet(2, 3, 5): densities written in constrained space
+    f64 = dict(dtype=torch.float64)
+    gamma = torch.distributions.Gamma(torch.tensor(3.0, **f64), 2.0, validate_args=False)
+    beta = torch.distributions.Beta(torch.tensor(2.0, **f64), 5.0, validate_args=False)
+    dirichlet = torch.distributions.Dirichlet(torch.tensor([2.0, 3.0, 5.0], **f64), validate_args=False)
+
     def logp(v):
-        return (torch.distributions.Gamma(3.0, 2.0).log_prob(v["sigma"])
-                + torch.distributions.Beta(2.0, 5.0).log_prob(v["p"])
-                + torch.distributions.Dirichlet(torch.tensor([2.0, 3.0, 5.0], dtype=torch.float64)).log_prob(v["w"]))
+        return gamma.log_prob(v["sigma"]) + beta.log_prob(v["p"]) + dirichlet.log_prob(v["w"])
     model = Model(logp, {"sigma": ((), constraints.positive), "p": ((), constraints.unit_interval),
                          "w": (3, constraints.simplex)})
     assert model.dim == 4  # simplex of 3 is 2 unconstrained coordinates
-    res = sample(NUTS(), model, num_chains=4, num_warmup=300, num_samples=600, generator=gen, progress=False)
-    assert res.draws["w"].shape == (4, 600, 3) and torch.allclose(res.draws["w"].sum(-1), torch.ones(4, 600,
+    res = sample(NUTS(), model, num_chains=4, num_warmup=200, num_samples=400, generator=gen, progress=False)
+    assert res.draws["w"].shape == (4, 400, 3) and torch.allclose(res.draws["w"].sum(-1), torch.ones(4, 400,
                                                                                                    dtype=torch.float64))
     x = torch.stack([res.draws["sigma"], res.draws["p"], res.draws["w"][..., 0]], -1)
     mean = torch.tensor([1.5, 2 / 7, 0.2], dtype=torch.float64)
@@ -144,7 +147,7 @@ def test_pyro_model_bridge_matches_conjugate_posterior(gen):
             pyro.sample("y", dist.Normal(mu, 1.0), obs=y)
     pm = PyroModel(model)
     assert pm.dim == 1 and pm.names == ["mu"]
-    res = sample(NUTS(), pm, num_chains=4, num_warmup=200, num_samples=500, generator=gen, progress=False)
+    res = sample(NUTS(), pm, num_chains=4, num_warmup=100, num_samples=300, generator=gen, progress=False)
     prec = 5 + 1 / 4
     assert_moments_exact(res.draws["mu"].unsqueeze(-1), torch.tensor([y.sum().item() / prec], dtype=torch.float64),
                          torch.tensor([prec ** -0.5], dtype=torch.float64), label="pyro")

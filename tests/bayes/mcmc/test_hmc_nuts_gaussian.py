@@ -44,8 +44,8 @@ def check_cov(x, cov, k=5.0, max_pairs=300, seed=0):
 
 
 @pytest.mark.parametrize("d,rho,metric,warmup,draws", [
-    (2, 0.95, "diag", 300, 500), (10, 0.5, "diag", 300, 500), (10, 0.5, "dense", 300, 500),
-    (40, 0.5, "dense", 400, 500),
+    (2, 0.95, "diag", 200, 400), (10, 0.5, "diag", 200, 400), (10, 0.5, "dense", 200, 400),
+    (40, 0.5, "dense", 300, 400),
     # in high dimension NUTS moves the radius (the energy) slowly, so per-coordinate sd MCSEs from 500
     # draws are optimistic: d = 100 needs a longer run
     pytest.param(100, 0.5, "dense", 1000, 3000, marks=pytest.mark.slow)])

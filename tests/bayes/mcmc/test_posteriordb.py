@@ -16,13 +16,13 @@ pytestmark = pytest.mark.skipif(POSTERIORDB is None, reason="shared/posteriordb 
 
 # name: (kernel, warmup, draws).  Dense metrics pooled over chains for the regressions (strongly
 # correlated coefficients); a short first buffer so the identity metric's deep trees end sooner.
-_DENSE = NUTS(metric="dense", adaptation=AdaptationConfig(pool_chains=True, init_buffer=30))
+_DENSE = NUTS(metric="dense", adaptation=AdaptationConfig(pool_chains=True, init_buffer=15, base_window=20))
 SETTINGS = {
-    "eight_schools_noncentered": (NUTS(target_accept=0.95), 300, 700),   # adapt_delta of the reference run
-    "kidiq": (_DENSE, 300, 500),
-    "sblrc": (_DENSE, 300, 500),
-    "arK": (_DENSE, 300, 500),
-    "low_dim_gauss_mix": (NUTS(), 300, 500),
+    "eight_schools_noncentered": (NUTS(target_accept=0.95), 250, 500),   # adapt_delta of the reference run
+    "kidiq": (_DENSE, 250, 400),
+    "sblrc": (NUTS(metric="dense", adaptation=AdaptationConfig(pool_chains=True, init_buffer=30)), 250, 800),
+    "arK": (_DENSE, 250, 400),
+    "low_dim_gauss_mix": (NUTS(), 250, 400),
     "diamonds": (_DENSE, 1000, 1000),
 }
 
@@ -47,7 +47,7 @@ def test_nuts_matches_reference_posterior(name):
 
 def test_centered_eight_schools_reports_divergences():
     c = eight_schools_centered()
-    res = sample(NUTS(), c.model, num_chains=4, num_warmup=150, num_samples=150,
+    res = sample(NUTS(max_tree_depth=6), c.model, num_chains=4, num_warmup=100, num_samples=100,
                  generator=torch.Generator().manual_seed(2), progress=False)
     assert res.num_divergent > 0
     # the divergences concentrate at small tau (the funnel's neck)

@@ -2,8 +2,8 @@
 
 Lives at ``arrcoc.adapters`` so it never shadows the PyPI package ``adapters``.
 """
-from .base import AdapterOutput
+from .base import AdapterOutput, ARRCOCAdapter
 from .llava import LlavaARRCOCAdapter
 from .qwen2_vl import ARRCOCProjector, Qwen2VLARRCOCAdapter
 
-__all__ = ["AdapterOutput", "LlavaARRCOCAdapter", "Qwen2VLARRCOCAdapter", "ARRCOCProjector"]
+__all__ = ["AdapterOutput", "ARRCOCAdapter", "LlavaARRCOCAdapter", "Qwen2VLARRCOCAdapter", "ARRCOCProjector"]

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["AdapterOutput", "check_prompts", "left_pad"]
+__all__ = ["AdapterOutput", "ARRCOCAdapter", "check_prompts", "left_pad"]
 
 
 @dataclass
@@ -62,3 +62,27 @@ def left_pad(rows: Sequence[Sequence[int]], pad_id: int, extra: Sequence[Sequenc
         if ext is not None:
             ext[b, length - len(r):] = torch.tensor(extra[b], dtype=torch.long)
     return ids.to(device), mask.to(device), None if ext is None else ext.to(device)
+
+
+class ARRCOCAdapter:
+    """Base of the VLM adapters: a subclass sets ``model`` and ``pad_token_id`` and implements
+    ``prepare(pixel_values, prompt_ids, queries, budget, generator, deterministic) -> (inputs, vision,
+    counts)``; ``generate`` is shared."""
+
+    model: Any
+    pad_token_id: int
+
+    def prepare(self, pixel_values: Tensor, prompt_ids, queries=None, budget=None, generator=None,
+                deterministic: bool | None = None):
+        raise NotImplementedError(f"{type(self).__name__} must implement prepare()")
+
+    def generate(self, pixel_values: Tensor, prompt_ids: Sequence[Sequence[int]], queries=None, budget=None,
+                 generator=None, deterministic: bool | None = None, max_new_tokens: int = 16,
+                 **generate_kwargs) -> AdapterOutput:
+        """Allocation first (``prepare``), then the wrapped VLM's own ``generate``."""
+        inputs, vision, counts = self.prepare(pixel_values, prompt_ids, queries=queries, budget=budget,
+                                              generator=generator, deterministic=deterministic)
+        seq = self.model.generate(**inputs, max_new_tokens=max_new_tokens, pad_token_id=self.pad_token_id,
+                                  **generate_kwargs)
+        new = seq[:, inputs["input_ids"].shape[1]:]  # (B, new)
+        return AdapterOutput(sequences=seq, new_tokens=new, inputs=inputs, vision=vision, image_token_counts=counts)

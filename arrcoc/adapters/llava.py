@@ -2,18 +2,17 @@
 LLM; each prompt gets exactly as many ``<image>`` tokens as ARR-COC produced for that image."""
 from __future__ import annotations
 
-from typing import Sequence
 
 import torch
 from torch import Tensor
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-from .base import AdapterOutput, check_prompts, left_pad
+from .base import ARRCOCAdapter, check_prompts, left_pad
 
 __all__ = ["LlavaARRCOCAdapter"]
 
 
-class LlavaARRCOCAdapter:
+class LlavaARRCOCAdapter(ARRCOCAdapter):
     """Drop-in ARR-COC encoder for a LLaVA model.
 
     model: a ``LlavaForConditionalGeneration``; encoder: an ``ARRCOCVisionModel`` whose hidden size
@@ -62,14 +61,3 @@ class LlavaARRCOCAdapter:
         ids, mask, _ = left_pad(rows, self.pad_token_id, device=pixel_values.device)
         enc = {"image": BaseModelOutputWithPooling(pooler_output=tuple(feats))}
         return {"input_ids": ids, "attention_mask": mask, "mm_encoder_outputs": enc}, vision, counts
-
-    def generate(self, pixel_values: Tensor, prompt_ids: Sequence[Sequence[int]], queries=None, budget=None,
-                 generator=None, deterministic: bool | None = None, max_new_tokens: int = 16,
-                 **generate_kwargs) -> AdapterOutput:
-        """Allocation first, then ``LlavaForConditionalGeneration.generate``."""
-        inputs, vision, counts = self.prepare(pixel_values, prompt_ids, queries=queries, budget=budget,
-                                              generator=generator, deterministic=deterministic)
-        seq = self.model.generate(**inputs, max_new_tokens=max_new_tokens, pad_token_id=self.pad_token_id,
-                                  **generate_kwargs)
-        new = seq[:, inputs["input_ids"].shape[1]:]
-        return AdapterOutput(sequences=seq, new_tokens=new, inputs=inputs, vision=vision, image_token_counts=counts)

@@ -5,13 +5,12 @@ region's tokens their 2-D positions and each image segment gets exactly its allo
 from __future__ import annotations
 
 import math
-from typing import Sequence
 
 import torch
 from torch import Tensor, nn
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-from .base import AdapterOutput, check_prompts, left_pad
+from .base import ARRCOCAdapter, check_prompts, left_pad
 
 __all__ = ["Qwen2VLARRCOCAdapter", "ARRCOCProjector"]
 
@@ -31,7 +30,7 @@ class ARRCOCProjector(nn.Module):
         return self.mlp(self.norm(x))  # (..., out_dim)
 
 
-class Qwen2VLARRCOCAdapter:
+class Qwen2VLARRCOCAdapter(ARRCOCAdapter):
     """Drop-in ARR-COC encoder for Qwen2-VL. ``projector`` maps ARR-COC tokens to the text width;
     by default a new ``ARRCOCProjector`` (untrained). Qwen2-VL's own vision tower is not used."""
 
@@ -90,14 +89,3 @@ class Qwen2VLARRCOCAdapter:
         inputs = {"input_ids": ids, "attention_mask": mask, "mm_token_type_ids": tt.int(),
                   "image_grid_thw": grid_thw, "mm_encoder_outputs": enc}
         return inputs, vision, counts
-
-    def generate(self, pixel_values: Tensor, prompt_ids: Sequence[Sequence[int]], queries=None, budget=None,
-                 generator=None, deterministic: bool | None = None, max_new_tokens: int = 16,
-                 **generate_kwargs) -> AdapterOutput:
-        """Allocation first, then ``Qwen2VLForConditionalGeneration.generate``."""
-        inputs, vision, counts = self.prepare(pixel_values, prompt_ids, queries=queries, budget=budget,
-                                              generator=generator, deterministic=deterministic)
-        seq = self.model.generate(**inputs, max_new_tokens=max_new_tokens, pad_token_id=self.pad_token_id,
-                                  **generate_kwargs)
-        new = seq[:, inputs["input_ids"].shape[1]:]
-        return AdapterOutput(sequences=seq, new_tokens=new, inputs=inputs, vision=vision, image_token_counts=counts)

@@ -301,7 +301,7 @@ class ELPDResult:
     def __str__(self) -> str:
         lines = [f"Computed from {self.n_samples} posterior draws and {self.n_data} observations "
                  f"({'PSIS-LOO' if self.method == 'loo' else 'WAIC'}, log scale)",
-                 f"          Estimate       SE",
+                 "          Estimate       SE",
                  f"elpd_{self.method:<4} {self.elpd:10.2f} {self.se:8.2f}",
                  f"p_{self.method:<7} {self.p:10.2f}        -"]
         if self.pareto_k is not None:

@@ -11,7 +11,7 @@ from typing import Callable, NamedTuple
 
 import torch
 
-from .metrics import Metric, make_metric
+from .metrics import make_metric
 
 __all__ = [
     "AdaptationConfig",

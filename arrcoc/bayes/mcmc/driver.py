@@ -1,10 +1,9 @@
 """One driver for every kernel: initialise, warm up (adapt), draw, and collect (chain, draw, ...) results."""
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import torch
 

@@ -14,7 +14,7 @@ import torch
 
 from .adaptation import AdaptationConfig, WindowAdaptation
 from .base import LogDensityFn, safe_logdensity
-from .metrics import Metric, identity_metric, make_metric
+from .metrics import Metric, identity_metric
 
 __all__ = ["MHState", "MHInfo", "MHParams", "rwmh_init", "rwmh_step", "proposal_noise", "RWMH"]
 

@@ -23,7 +23,7 @@ import torch
 
 from .adaptation import AdaptationConfig
 from .base import LogDensityFn
-from .hmc import HMCParams, HMCState, _check_common, _init_params, _window, hamiltonian, hmc_init
+from .hmc import HMCParams, HMCState, _check_common, _init_params, _window, hmc_init
 from .integrators import INTEGRATORS, IntegratorState, leapfrog_raw
 from .metrics import Metric, sample_momentum, velocity
 

@@ -54,6 +54,15 @@ class GaussianFamily(nn.Module):
     def scale_tril(self) -> torch.Tensor:  # (d, d)
         raise NotImplementedError
 
+    @staticmethod
+    def _init_loc_log_scale(dim: int, loc, scale, dtype, device) -> tuple[nn.Parameter, nn.Parameter]:
+        """Initial ``loc`` (d,) (zeros by default) and per-coordinate log scale (d,) as parameters."""
+        loc = torch.zeros(dim, dtype=dtype, device=device) if loc is None else torch.as_tensor(loc, dtype=dtype, device=device).clone()
+        if loc.shape != (dim,):
+            raise ValueError(f"loc must have shape ({dim},), got {tuple(loc.shape)}")
+        log_scale = torch.log(torch.as_tensor(scale, dtype=dtype, device=device)).expand(dim).clone()  # (d,)
+        return nn.Parameter(loc), nn.Parameter(log_scale)
+
     def covariance(self) -> torch.Tensor:  # (d, d)
         l = self.scale_tril()
         return l @ l.T
@@ -98,11 +107,7 @@ class MeanFieldNormal(GaussianFamily):
     def __init__(self, dim: int, *, loc: torch.Tensor | None = None, scale: float | torch.Tensor = 0.1,
                  dtype: torch.dtype = torch.float64, device=None):
         super().__init__()
-        loc = torch.zeros(dim, dtype=dtype, device=device) if loc is None else torch.as_tensor(loc, dtype=dtype, device=device).clone()
-        if loc.shape != (dim,):
-            raise ValueError(f"loc must have shape ({dim},), got {tuple(loc.shape)}")
-        self.loc = nn.Parameter(loc)
-        self.log_scale = nn.Parameter(torch.log(torch.as_tensor(scale, dtype=dtype, device=device)).expand(dim).clone())
+        self.loc, self.log_scale = self._init_loc_log_scale(dim, loc, scale, dtype, device)
 
     def scale(self) -> torch.Tensor:
         return self.log_scale.exp()
@@ -133,11 +138,7 @@ class FullRankNormal(GaussianFamily):
     def __init__(self, dim: int, *, loc: torch.Tensor | None = None, scale: float | torch.Tensor = 0.1,
                  dtype: torch.dtype = torch.float64, device=None):
         super().__init__()
-        loc = torch.zeros(dim, dtype=dtype, device=device) if loc is None else torch.as_tensor(loc, dtype=dtype, device=device).clone()
-        if loc.shape != (dim,):
-            raise ValueError(f"loc must have shape ({dim},), got {tuple(loc.shape)}")
-        self.loc = nn.Parameter(loc)
-        self.log_diag = nn.Parameter(torch.log(torch.as_tensor(scale, dtype=dtype, device=device)).expand(dim).clone())
+        self.loc, self.log_diag = self._init_loc_log_scale(dim, loc, scale, dtype, device)
         self.tril_offdiag = nn.Parameter(torch.zeros(dim, dim, dtype=dtype, device=device))
 
     def scale_tril(self) -> torch.Tensor:

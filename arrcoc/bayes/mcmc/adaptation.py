@@ -2,6 +2,9 @@
 
 All state is per chain: each chain learns its own step size and mass matrix (as Stan does), unless
 ``pool_chains`` asks for one metric estimated from the within-chain covariances of all chains.
+Iteration counts are per chain too ((C,) tensors), so that chains which finish their transitions
+at different times (asynchronous NUTS) each follow their own warmup schedule: ``update`` takes a
+``mask`` of the chains that completed a transition.
 """
 from __future__ import annotations
 
@@ -49,7 +52,7 @@ class DualAveragingState(NamedTuple):
     log_step_avg: torch.Tensor  # (C,) averaged iterate x_bar
     h_bar: torch.Tensor         # (C,) running mean of (target - accept)
     mu: torch.Tensor            # (C,) shrinkage point log(10 * eps0)
-    count: int
+    count: int | torch.Tensor   # updates so far: an int, or (C,) per chain
 
 
 def dual_averaging_init(step_size: torch.Tensor) -> DualAveragingState:
@@ -65,14 +68,16 @@ def dual_averaging_update(s: DualAveragingState, accept: torch.Tensor, target: f
     accept = torch.nan_to_num(accept, nan=0.0).clamp(max=1.0)
     eta = 1.0 / (t + cfg.t0)
     h_bar = (1 - eta) * s.h_bar + eta * (target - accept)
-    x = s.mu - h_bar * math.sqrt(t) / cfg.gamma
+    x = s.mu - h_bar * (t ** 0.5 if isinstance(t, torch.Tensor) else math.sqrt(t)) / cfg.gamma
     x_eta = t ** (-cfg.kappa)
     x_bar = (1 - x_eta) * s.log_step_avg + x_eta * x
     return DualAveragingState(x, x_bar, h_bar, s.mu, t)
 
 
 def dual_averaging_final(s: DualAveragingState) -> torch.Tensor:
-    """Final step size exp(x_bar) (C,)."""
+    """Final step size exp(x_bar) (C,); a chain with no update keeps its current step size."""
+    if isinstance(s.count, torch.Tensor):
+        return torch.where(s.count == 0, s.log_step, s.log_step_avg).exp()
     if s.count == 0:
         return s.log_step.exp()
     return s.log_step_avg.exp()
@@ -81,7 +86,7 @@ def dual_averaging_final(s: DualAveragingState) -> torch.Tensor:
 class WelfordState(NamedTuple):
     mean: torch.Tensor   # (C, d)
     m2: torch.Tensor     # (C, d) or (C, d, d)
-    count: int
+    count: int | torch.Tensor  # draws so far: an int, or (C,) per chain
 
 
 def welford_init(num_chains: int, dim: int, dense: bool, dtype, device) -> WelfordState:
@@ -95,7 +100,7 @@ def welford_update(s: WelfordState, x: torch.Tensor) -> WelfordState:
     """Add one draw per chain x (C, d)."""
     n = s.count + 1
     delta = x - s.mean                      # (C, d)
-    mean = s.mean + delta / n
+    mean = s.mean + delta / (n.unsqueeze(-1) if isinstance(n, torch.Tensor) else n)
     delta2 = x - mean
     if s.m2.dim() == 3:
         m2 = s.m2 + delta.unsqueeze(-1) * delta2.unsqueeze(-2)  # (C, d, d)
@@ -107,8 +112,10 @@ def welford_update(s: WelfordState, x: torch.Tensor) -> WelfordState:
 def welford_covariance(s: WelfordState, regularize: float = 1e-3, pool: bool = False) -> torch.Tensor:
     """Regularised covariance (n/(n+5)) S + regularize (5/(n+5)) I, per chain (or pooled)."""
     n = s.count
-    if n < 2:
+    if (bool((n < 2).any()) if isinstance(n, torch.Tensor) else n < 2):
         raise ValueError("need at least two draws per chain to estimate a covariance")
+    if isinstance(n, torch.Tensor):                 # per-chain counts: broadcast over (d,) or (d, d)
+        n = n.to(s.m2.dtype).reshape((-1,) + (1,) * (s.m2.dim() - 1))
     cov = s.m2 / (n - 1)
     if pool:
         cov = cov.mean(0, keepdim=True).expand_as(cov).clone()
@@ -154,17 +161,30 @@ def window_schedule(num_warmup: int, cfg: AdaptationConfig) -> tuple[list[bool],
     return collect, end
 
 
+def _select(mask: torch.Tensor, new: tuple, old: tuple) -> tuple:
+    """Per-chain choice between two NamedTuples of (C, ...) tensors (ints pass through from new)."""
+    out = []
+    for a, b in zip(new, old):
+        if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+            out.append(torch.where(mask.reshape((-1,) + (1,) * (a.dim() - 1)), a, b))
+        else:
+            out.append(a)
+    return type(new)(*out)
+
+
 class WindowAdaptation:
     """Stateless helper running Stan's warmup for kernels whose params have ``step_size`` and ``metric``.
 
     ``find_step_size(state, params, generator) -> (C,)`` re-initialises the step size after each
-    metric update (Stan's heuristic for HMC/NUTS); None keeps the current one.
+    metric update (Stan's heuristic for HMC/NUTS); None keeps the current one.  Every count is per
+    chain; ``update(..., mask)`` and ``final(..., mask)`` touch only the chains in ``mask`` (all when
+    None), so that asynchronous kernels adapt each chain when its own transition ends.
     """
 
     class State(NamedTuple):
         dual: DualAveragingState
         welford: WelfordState
-        iteration: int
+        iteration: torch.Tensor   # (C,) warmup transitions seen per chain
 
     def __init__(self, num_warmup: int, cfg: AdaptationConfig, target_accept: float, dense: bool,
                  find_step_size: Callable | None = None):
@@ -177,34 +197,51 @@ class WindowAdaptation:
         self.find_step_size = find_step_size
         self.collect, self.end = window_schedule(num_warmup, cfg)
 
+    def _welford0(self, position):
+        C, d = position.shape
+        w = welford_init(C, d, self.dense, position.dtype, position.device)
+        return w._replace(count=torch.zeros(C, dtype=torch.long, device=position.device))
+
     def init(self, state, params) -> "WindowAdaptation.State":
         """Adaptation state for the current params (C chains, d dims)."""
-        C, d = state.position.shape
-        return self.State(dual_averaging_init(params.step_size),
-                          welford_init(C, d, self.dense, state.position.dtype, state.position.device), 0)
+        C = state.position.shape[0]
+        dev = state.position.device
+        dual = dual_averaging_init(params.step_size)._replace(count=torch.zeros(C, dtype=torch.long, device=dev))
+        return self.State(dual, self._welford0(state.position), torch.zeros(C, dtype=torch.long, device=dev))
 
-    def update(self, astate, state, info, params, generator):
-        """Learn from one warmup transition; returns (adaptation state, params for the next one)."""
-        i = astate.iteration
+    def update(self, astate, state, info, params, generator, mask: torch.Tensor | None = None):
+        """Learn from one warmup transition of the chains in ``mask`` (all when None); returns
+        (adaptation state, params for the next transition)."""
+        i = astate.iteration                                          # (C,)
         dual, wel = astate.dual, astate.welford
+        m = torch.ones_like(i, dtype=torch.bool) if mask is None else mask
         if self.cfg.adapt_step_size:
-            dual = dual_averaging_update(dual, info.accept_prob, self.target, self.cfg)
-            params = params._replace(step_size=dual.log_step.exp())
-        if self.cfg.adapt_metric and i < self.num_warmup:
-            if self.collect[i]:
-                wel = welford_update(wel, state.position)
-            if self.end[i] and wel.count >= 2:
-                cov = welford_covariance(wel, self.cfg.regularize, self.cfg.pool_chains)
-                params = params._replace(metric=make_metric(cov))
-                C, d = state.position.shape
-                wel = welford_init(C, d, self.dense, state.position.dtype, state.position.device)
+            dual = _select(m, dual_averaging_update(dual, info.accept_prob, self.target, self.cfg), dual)
+            params = params._replace(step_size=torch.where(m, dual.log_step.exp(), params.step_size))
+        if self.cfg.adapt_metric and self.num_warmup > 0:
+            in_warmup = m & (i < self.num_warmup)
+            ic = i.clamp(max=self.num_warmup - 1)
+            collect = in_warmup & torch.as_tensor(self.collect, device=i.device)[ic]
+            if bool(collect.any()):
+                wel = _select(collect, welford_update(wel, state.position), wel)
+            end = in_warmup & torch.as_tensor(self.end, device=i.device)[ic] & (wel.count >= 2)
+            if bool(end.any()):
+                w = wel._replace(count=torch.where(end, wel.count, torch.full_like(wel.count, 2)))
+                cov = welford_covariance(w, self.cfg.regularize, self.cfg.pool_chains)
+                old = params.metric.inverse_mass
+                params = params._replace(metric=make_metric(torch.where(
+                    end.reshape((-1,) + (1,) * (old.dim() - 1)), cov, old)))
+                wel = _select(end, self._welford0(state.position), wel)
                 if self.find_step_size is not None:
-                    params = params._replace(step_size=self.find_step_size(state, params, generator))
-                dual = dual_averaging_init(params.step_size)
-        return self.State(dual, wel, i + 1), params
+                    eps = self.find_step_size(state, params, generator)
+                    params = params._replace(step_size=torch.where(end, eps, params.step_size))
+                fresh = dual_averaging_init(params.step_size)._replace(count=torch.zeros_like(i))
+                dual = _select(end, fresh, dual)
+        return self.State(dual, wel, i + m), params
 
-    def final(self, astate, params):
-        """Params for sampling: the averaged step size, the last metric."""
+    def final(self, astate, params, mask: torch.Tensor | None = None):
+        """Params for sampling: the averaged step size, the last metric (for the chains in ``mask``)."""
         if self.cfg.adapt_step_size:
-            params = params._replace(step_size=dual_averaging_final(astate.dual))
+            eps = dual_averaging_final(astate.dual)
+            params = params._replace(step_size=eps if mask is None else torch.where(mask, eps, params.step_size))
         return params

@@ -15,6 +15,8 @@ import torch
 from torch.distributions import Distribution, Transform, biject_to, constraints
 from torch.distributions.constraints import Constraint
 
+from .compiled import CompiledLogDensity
+
 __all__ = [
     "LogDensityFn",
     "value_and_grad",
@@ -77,6 +79,10 @@ def value_and_grad(
         logp[idx] = lp_a
         grad[idx] = g_a
         return logp, grad
+    if isinstance(logdensity_fn, CompiledLogDensity):  # one fused forward + backward graph
+        logp, grad = logdensity_fn.value_and_grad(x)
+        _check_logp(logp, n)
+        return _sanitize(logp.detach()), torch.nan_to_num(grad.detach(), nan=0.0, posinf=0.0, neginf=0.0)
     with torch.enable_grad():
         xr = x.detach().requires_grad_(True)
         logp = _check_logp(logdensity_fn(xr), n)

@@ -26,6 +26,8 @@ from .base import LogDensityFn
 from .hmc import HMCParams, HMCState, _check_common, _init_params, _window, hmc_init
 from .integrators import INTEGRATORS, IntegratorState, leapfrog_raw
 from .metrics import Metric, sample_momentum, velocity
+from .compiled import CompiledLogDensity
+from .nuts_async import NUTSTreeState, nuts_async_init, nuts_async_step
 
 __all__ = ["NUTSInfo", "nuts_step", "NUTS"]
 
@@ -195,19 +197,46 @@ class NUTS:
     target_accept: float = 0.8        # Stan's adapt_delta default; raise towards 0.95+ for funnels
     max_delta_energy: float = 1000.0  # Stan's divergence threshold on the energy error
     adaptation: AdaptationConfig = field(default_factory=AdaptationConfig)
+    # "async": each chain starts its next draw as soon as its own tree ends (nuts_async.py), so a
+    # batch never waits for its deepest tree, and the whole step compiles into one graph;
+    # "lockstep": all chains draw together (one transition per call, any integrator), fewer tensor
+    # ops per leapfrog step when run eagerly.  "auto": async for a compiled log density
+    # (sample(..., compile=True)), lockstep otherwise.  Same algorithm per chain either way.
+    batching: str = "auto"
 
     def __post_init__(self):
         _check_common(self)
         if not isinstance(self.max_tree_depth, int) or self.max_tree_depth < 1:
             raise ValueError(f"max_tree_depth must be a positive integer, got {self.max_tree_depth!r}")
+        if self.batching not in ("auto", "async", "lockstep"):
+            raise ValueError(f"batching must be 'auto', 'async' or 'lockstep', got {self.batching!r}")
+        if self.batching == "async" and self.integrator != "leapfrog":
+            raise ValueError(f"batching='async' integrates with leapfrog; integrator={self.integrator!r} "
+                             "needs batching='lockstep'")
+        if self.batching == "async" and self.adaptation.pool_chains:
+            raise ValueError("adaptation.pool_chains needs batching='lockstep' (async chains end their "
+                             "warmup windows at different times)")
+
+    info_fields = NUTSInfo._fields   # what an asynchronous step reports per finished draw (and ``finished``)
+
+    def is_asynchronous(self, logdensity_fn) -> bool:
+        """True when ``step`` advances every chain by one leapfrog step and reports ``info.finished``."""
+        if self.batching == "auto":
+            return (isinstance(logdensity_fn, CompiledLogDensity) and self.integrator == "leapfrog"
+                    and not self.adaptation.pool_chains)
+        return self.batching == "async"
 
     def init(self, position, logdensity_fn):
-        return hmc_init(position, logdensity_fn)
+        state = hmc_init(position, logdensity_fn)
+        return nuts_async_init(state, self.max_tree_depth) if self.is_asynchronous(logdensity_fn) else state
 
     def init_params(self, state, logdensity_fn, generator) -> HMCParams:
         return _init_params(self, state, logdensity_fn, generator)
 
     def step(self, state, generator, logdensity_fn, params):
+        if isinstance(state, NUTSTreeState):
+            return nuts_async_step(state, generator, logdensity_fn, params.step_size, params.metric,
+                                   self.max_tree_depth, self.max_delta_energy)
         return nuts_step(state, generator, logdensity_fn, params.step_size, params.metric, self.max_tree_depth,
                          self.integrator, self.max_delta_energy)
 

@@ -1,0 +1,99 @@
+"""Compiled log densities: value and gradient as one ``torch.compile`` graph.
+
+On small and medium models the cost of a gradient is mostly framework overhead: the eager forward
+launches a few dozen tiny ops and ``torch.autograd`` walks them back one node at a time (on
+posteriordb's diamonds, 1.27 ms per batched gradient of which the matrix products are 0.1 ms).
+``CompiledLogDensity`` traces ``x -> (log p(x), d log p / dx)`` with ``torch.func.grad_and_value``
+and hands the whole forward-plus-backward graph to ``torch.compile``, which fuses the elementwise
+work into a few loops and removes the autograd engine from the loop (0.28 ms on diamonds).
+
+The graph is specialised to the batch shape it first sees, so kernels evaluate every chain at once
+(``subset_ok = False``: no gathering of the still-moving chains, which would change the shape).  If
+the function cannot be traced as one graph (data-dependent Python control flow, ``.item()``,
+in-place updates of the input), it falls back to compiling the forward alone and differentiating
+with autograd, and if that cannot compile either (no C++ compiler on a CPU machine) to eager
+autograd, each time with a warning that says why; ``strict=True`` raises instead.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Callable
+
+import torch
+
+__all__ = ["CompiledLogDensity", "compile_logdensity"]
+
+
+class CompiledLogDensity:
+    """Wrap a batched log density (C, d) -> (C,) so that ``value_and_grad`` runs compiled.
+
+    fn: the log density (a plain callable, a ``Model`` or ``PyroModel``'s ``logdensity``).
+    mode: ``torch.compile`` mode; None is its default (the fastest to compile; "max-autotune"
+        rarely pays on CPU-sized models).
+    strict: raise when the single-graph form cannot be traced instead of falling back.
+    Calling the object evaluates the log density eagerly (no gradient needed: cheap already).
+    """
+
+    subset_ok = False   # the compiled graph is specialised to the full (C, d) batch
+
+    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor], mode: str | None = None, strict: bool = False):
+        if not callable(fn):
+            raise TypeError(f"fn must be callable (C, d) -> (C,), got {type(fn).__name__}")
+        self.fn = fn
+        self.mode = mode
+        self.strict = strict
+        self.fallback_reason: str | None = None
+
+        def vg(x):
+            def total(z):
+                lp = fn(z)                                            # (C,)
+                return lp.sum(), lp
+            grad, (_, lp) = torch.func.grad_and_value(total, has_aux=True)(x)
+            return lp, grad                                           # (C,), (C, d)
+        self._graph = torch.compile(vg, fullgraph=True, dynamic=False, mode=mode)
+        self._forward = None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)
+
+    def value_and_grad(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log density (C,) and its gradient (C, d) at x (C, d), not yet sanitised."""
+        if self._forward is None:
+            try:
+                return self._graph(x.detach())
+            except Exception as err:  # noqa: BLE001 - any tracing failure: report and fall back
+                self._fail(err, "the value-and-gradient graph could not be traced", "compiling the forward only "
+                           "and differentiating with autograd")
+                self._forward = torch.compile(self.fn, dynamic=False, mode=self.mode)
+        try:
+            return self._autograd(self._forward, x)
+        except Exception as err:  # noqa: BLE001 - no compiler, or the forward cannot compile either
+            if self._forward is self.fn:
+                raise
+            self._fail(err, "the forward could not be compiled", "running eagerly")
+            self._forward = self.fn
+            return self._autograd(self.fn, x)
+
+    def _fail(self, err, what, then):
+        if self.strict:
+            raise RuntimeError(f"torch.compile failed: {what}: {err}") from err
+        self.fallback_reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        warnings.warn(f"compiled log density: {what} ({self.fallback_reason}); {then}", RuntimeWarning, stacklevel=4)
+
+    @staticmethod
+    def _autograd(forward, x):
+        with torch.enable_grad():
+            xr = x.detach().requires_grad_(True)
+            lp = forward(xr)
+            if not isinstance(lp, torch.Tensor) or not lp.requires_grad:
+                return lp, torch.zeros_like(x)
+            (g,) = torch.autograd.grad(lp.sum(), xr, allow_unused=True)
+        return lp.detach(), torch.zeros_like(x) if g is None else g
+
+
+def compile_logdensity(fn, mode: str | None = None, strict: bool = False) -> CompiledLogDensity:
+    """``CompiledLogDensity`` for a callable, or for a Model / PyroModel's flat log density."""
+    if isinstance(fn, CompiledLogDensity):
+        return fn
+    inner = fn.logdensity if hasattr(fn, "logdensity") and callable(fn.logdensity) else fn
+    return CompiledLogDensity(inner, mode=mode, strict=strict)

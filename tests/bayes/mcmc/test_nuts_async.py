@@ -1,0 +1,165 @@
+"""Asynchronous NUTS (each chain starts its next draw when its own tree ends) and the compiled step.
+
+The per-chain algorithm must be the lock-step one: same tree-size distribution and acceptance
+statistic at a fixed step size, exact Gaussian moments, posteriordb eight schools within MCSE; the
+driver must give every chain exactly its draws, thinned, with its own adapted parameters.
+"""
+import math
+import shutil
+
+import pytest
+import torch
+
+from arrcoc.bayes.mcmc import NUTS, AdaptationConfig, CompiledLogDensity, sample
+from arrcoc.bayes.mcmc.hmc import hmc_init
+from arrcoc.bayes.mcmc.metrics import identity_metric
+from arrcoc.bayes.mcmc.nuts_async import nuts_async_init, nuts_async_step
+
+from ..posteriordb_models import POSTERIORDB, case, load_reference
+from ._checks import assert_moments_exact, compare_to_reference
+from .test_hmc_nuts_gaussian import check_cov, gaussian
+
+HAVE_CXX = any(shutil.which(c) for c in ("g++", "c++", "clang++"))
+needs_cxx = pytest.mark.skipif(not HAVE_CXX, reason="torch.compile on CPU needs a C++ compiler")
+
+
+def std_normal(x):
+    return -0.5 * (x * x).sum(-1)
+
+
+def test_async_tree_statistics_match_lockstep():
+    """Fixed step size, no adaptation: the distribution of leapfrog steps per draw, the mean
+    acceptance statistic and the moments agree between the two batchings (two-sample chi-square)."""
+    runs = {}
+    for batching in ("lockstep", "async"):
+        runs[batching] = sample(NUTS(step_size=0.45, batching=batching), std_normal, dim=3, num_chains=8,
+                                num_warmup=0, num_samples=300, generator=torch.Generator().manual_seed(11),
+                                progress=False)
+    a, b = (runs[k].info["num_steps"].flatten().long() for k in ("lockstep", "async"))
+    top = int(max(a.max(), b.max())) + 1
+    ca, cb = torch.bincount(a, minlength=top).double(), torch.bincount(b, minlength=top).double()
+    keep = (ca + cb) >= 10                                             # pool sparse bins
+    ca = torch.cat([ca[keep], ca[~keep].sum(0, keepdim=True)])
+    cb = torch.cat([cb[keep], cb[~keep].sum(0, keepdim=True)])
+    ca, cb = ca[(ca + cb) > 0], cb[(ca + cb) > 0]
+    n_a, n_b = ca.sum(), cb.sum()
+    chi2 = float((((ca / n_a - cb / n_b) ** 2) / (ca + cb) * n_a * n_b).sum())
+    dof = ca.numel() - 1
+    from scipy.stats import chi2 as chi2_dist
+    assert chi2_dist.sf(chi2, dof) > 1e-3, f"tree sizes differ: chi2 {chi2:.1f} on {dof} dof"
+    acc_a, acc_b = (runs[k].info["accept_prob"] for k in ("lockstep", "async"))
+    se = math.sqrt(float(acc_a.var()) / acc_a.numel() + float(acc_b.var()) / acc_b.numel())
+    assert abs(float(acc_a.mean() - acc_b.mean())) < 4 * se
+    for res in runs.values():
+        assert_moments_exact(res.unconstrained, torch.zeros(3, dtype=torch.float64),
+                             torch.ones(3, dtype=torch.float64), label=res.params.step_size[0].item())
+
+
+def test_async_correlated_gaussian_dense_metric():
+    mu, cov, logp = gaussian(6, 0.6, seed=4)
+    res = sample(NUTS(metric="dense", batching="async"), logp, dim=6, num_chains=4, num_warmup=200,
+                 num_samples=400, generator=torch.Generator().manual_seed(5), progress=False)
+    assert_moments_exact(res.unconstrained, mu, cov.diagonal().sqrt(), label="async d=6")
+    check_cov(res.unconstrained, cov)
+    assert res.num_divergent == 0
+
+
+def test_async_driver_bookkeeping_thinning_and_reproducibility():
+    kw = dict(num_chains=3, num_warmup=40, num_samples=7, thin=2, dim=2, progress=False)
+    r1 = sample(NUTS(batching="async"), std_normal, generator=torch.Generator().manual_seed(3), **kw)
+    r2 = sample(NUTS(batching="async"), std_normal, generator=torch.Generator().manual_seed(3), **kw)
+    assert r1.unconstrained.shape == (3, 7, 2)
+    assert torch.equal(r1.unconstrained, r2.unconstrained)
+    for name in ("accept_prob", "is_divergent", "energy", "tree_depth", "num_steps", "step_size"):
+        assert r1.info[name].shape == (3, 7), name
+        assert r1.warmup_info[name].shape == (3, 40), name
+    assert r1.info["is_divergent"].dtype == torch.bool
+    # every chain samples with its own adapted step size, constant after warmup
+    assert torch.equal(r1.info["step_size"], r1.params.step_size[:, None].expand(3, 7))
+    assert len(set(r1.params.step_size.tolist())) == 3
+    # the warmup step sizes move (dual averaging) and every recorded draw took >= 1 leapfrog step
+    assert float(r1.warmup_info["step_size"].std()) > 0
+    assert bool((r1.info["num_steps"] >= 1).all())
+    # draws are the states the chains were at: each recorded position has the recorded energy's logp
+    assert torch.isfinite(r1.info["energy"]).all()
+
+
+def test_async_step_advances_every_chain_one_leapfrog_step():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(5, 4, generator=g, dtype=torch.float64)
+    st = nuts_async_init(hmc_init(x, std_normal), max_tree_depth=4)
+    metric = identity_metric(5, 4)
+    eps = torch.full((5,), 0.3, dtype=torch.float64)
+    steps = torch.zeros(5, dtype=torch.float64)
+    finished = torch.zeros(5, dtype=torch.long)
+    for _ in range(60):
+        st, info = nuts_async_step(st, g, std_normal, eps, metric, max_tree_depth=4)
+        steps += 1
+        finished += info.finished.long()
+        # a finished chain's info counts the steps since its previous draw; depth <= max depth
+        assert bool((info.tree_depth[info.finished] <= 4).all())
+        assert bool((info.num_steps[info.finished] <= 2 ** 4).all())
+    assert bool((finished >= 60 // 2 ** 4).all())
+    with pytest.raises(ValueError, match="max_tree_depth"):
+        nuts_async_step(st, g, std_normal, eps, metric, max_tree_depth=5)
+
+
+def test_batching_validation():
+    with pytest.raises(ValueError, match="batching"):
+        NUTS(batching="parallel")
+    with pytest.raises(ValueError, match="leapfrog"):
+        NUTS(batching="async", integrator="mclachlan")
+    with pytest.raises(ValueError, match="pool_chains"):
+        NUTS(batching="async", adaptation=AdaptationConfig(pool_chains=True))
+    assert not NUTS().is_asynchronous(std_normal)
+    assert NUTS().is_asynchronous(CompiledLogDensity(std_normal))
+    assert not NUTS(batching="lockstep").is_asynchronous(CompiledLogDensity(std_normal))
+
+
+@needs_cxx
+def test_compiled_value_and_grad_matches_eager():
+    from arrcoc.bayes.mcmc import value_and_grad
+    c = case("kidiq")
+    fn = CompiledLogDensity(c.model.logdensity)
+    x = torch.randn(4, c.model.dim, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    lp_c, g_c = value_and_grad(fn, x)
+    lp_e, g_e = value_and_grad(c.model.logdensity, x)
+    torch.testing.assert_close(lp_c, lp_e, rtol=1e-10, atol=1e-8)
+    torch.testing.assert_close(g_c, g_e, rtol=1e-10, atol=1e-8)
+    assert fn.fallback_reason is None
+
+
+@needs_cxx
+def test_compiled_falls_back_with_a_warning_and_strict_raises():
+    from arrcoc.bayes.mcmc import value_and_grad
+
+    def data_dependent(x):                       # Python branch on a value: not one graph
+        if float(x.sum()) > 0:
+            return -0.5 * (x * x).sum(-1)
+        return -(x * x).sum(-1)
+    x = torch.ones(2, 3, dtype=torch.float64)
+    fn = CompiledLogDensity(data_dependent)
+    with pytest.warns(RuntimeWarning, match="could not be traced"):
+        lp, g = value_and_grad(fn, x)
+    torch.testing.assert_close(g, -x)
+    torch.testing.assert_close(lp, torch.full((2,), -1.5, dtype=torch.float64))
+    with pytest.raises(RuntimeError, match="torch.compile failed"):
+        CompiledLogDensity(data_dependent, strict=True).value_and_grad(x)
+    with pytest.raises(TypeError, match="callable"):
+        CompiledLogDensity(3)
+    with pytest.raises(TypeError, match="compile"):
+        sample(NUTS(), std_normal, dim=2, num_chains=2, num_warmup=0, num_samples=1,
+               generator=torch.Generator(), compile="yes")
+
+
+@needs_cxx
+@pytest.mark.skipif(POSTERIORDB is None, reason="shared/posteriordb not found beside the repo checkout")
+def test_compiled_async_nuts_matches_eight_schools_reference():
+    c = case("eight_schools_noncentered")
+    res = sample(NUTS(target_accept=0.95), c.model, num_chains=4, num_warmup=250, num_samples=500,
+                 generator=torch.Generator().manual_seed(1), progress=False, compile=True)
+    assert res.unconstrained.shape == (4, 500, c.model.dim)
+    ref = load_reference(c.posterior)
+    _, _, max_rhat = compare_to_reference(c.reported(res.draws), ref)
+    assert max_rhat < 1.01
+    assert res.num_divergent == 0

@@ -33,7 +33,7 @@ from .compiled import CompiledLogDensity
 from .hmc import HMCState
 from .metrics import Metric
 
-__all__ = ["NUTSTreeState", "NUTSAsyncInfo", "nuts_async_init", "nuts_async_step", "tree_step"]
+__all__ = ["NUTSTreeState", "NUTSAsyncInfo", "nuts_async_init", "nuts_async_step", "tree_step", "tree_block"]
 
 
 class _Fields(NamedTuple):
@@ -284,32 +284,60 @@ def _graph_vg(fn):
     return vg
 
 
-def _compiled_tree_step(fn: CompiledLogDensity, max_tree_depth: int, max_delta_energy: float):
+def tree_block(state: NUTSTreeState, z: torch.Tensor, u: torch.Tensor, step_size: torch.Tensor,
+               inv_mass: torch.Tensor, chol: torch.Tensor | None, vg: Callable, max_tree_depth: int,
+               max_delta_energy: float) -> tuple[NUTSTreeState, torch.Tensor]:
+    """``L = z.shape[0]`` leapfrog steps of every chain, z (L, C, d), u (L, C, 3).  A chain whose draw
+    ends inside the block parks (keeps its state) until the block ends, so that at most one draw per
+    chain ends per call and the caller can adapt its parameters before its next trajectory; packing
+    several steps into one compiled call spreads the call's fixed cost over them."""
+    parked = torch.zeros_like(state.logdensity, dtype=torch.bool)     # (C,)
+    out_info = None
+    for step_z, step_u in zip(z.unbind(0), u.unbind(0)):
+        new, info = tree_step(state, step_z, step_u, step_size, inv_mass, chol, vg, max_tree_depth,
+                              max_delta_energy)
+        p1 = parked[:, None]
+        state = NUTSTreeState(torch.where(p1, state.position, new.position),
+                              torch.where(parked, state.logdensity, new.logdensity),
+                              torch.where(p1, state.grad, new.grad), torch.where(p1, state.tree, new.tree),
+                              torch.where(p1, state.flags, new.flags))
+        fresh = (info[:, 0] > 0) & ~parked                            # draws ending at this step
+        out_info = info if out_info is None else torch.where(fresh[:, None], info, out_info)
+        parked = parked | fresh
+    out_info = torch.cat([parked.to(out_info.dtype)[:, None], out_info[:, 1:]], -1)   # finished = parked
+    return state, out_info
+
+
+def _compiled_tree_block(fn: CompiledLogDensity, max_tree_depth: int, max_delta_energy: float):
     key = ("nuts_async", max_tree_depth, float(max_delta_energy))
     cache = fn.__dict__.setdefault("_kernels", {})
     if key not in cache:
         vg = _graph_vg(fn.fn)
 
-        def step(s, z, u, step_size, inv_mass, chol):
-            return tree_step(s, z, u, step_size, inv_mass, chol, vg, max_tree_depth, max_delta_energy)
-        cache[key] = torch.compile(step, fullgraph=True, dynamic=False, mode=fn.mode)
+        def block(s, z, u, step_size, inv_mass, chol):
+            return tree_block(s, z, u, step_size, inv_mass, chol, vg, max_tree_depth, max_delta_energy)
+        cache[key] = torch.compile(block, fullgraph=True, dynamic=False, mode=fn.mode)
     return cache[key]
 
 
 def nuts_async_step(state: NUTSTreeState, generator: torch.Generator, logdensity_fn, step_size: torch.Tensor,
-                    metric: Metric, max_tree_depth: int = 10,
-                    max_delta_energy: float = 1000.0) -> tuple[NUTSTreeState, NUTSAsyncInfo]:
-    """One leapfrog step of every chain (see the module docstring); randomness from ``generator``."""
+                    metric: Metric, max_tree_depth: int = 10, max_delta_energy: float = 1000.0,
+                    num_leapfrog: int = 1) -> tuple[NUTSTreeState, NUTSAsyncInfo]:
+    """``num_leapfrog`` leapfrog steps of every chain (see the module docstring and ``tree_block``),
+    randomness from ``generator``; at most one draw per chain ends per call."""
     C, d = state.position.shape
     if state.tree.shape[1] != _layout(d, max_tree_depth)["sum_acc"][1]:
         raise ValueError(f"state was not initialised for max_tree_depth = {max_tree_depth} and d = {d}")
-    z = torch.randn(C, d, generator=generator, dtype=state.position.dtype, device=state.position.device)
-    u = torch.rand(C, 3, generator=generator, dtype=state.position.dtype, device=state.position.device)
+    if not isinstance(num_leapfrog, int) or num_leapfrog < 1:
+        raise ValueError(f"num_leapfrog must be a positive integer, got {num_leapfrog!r}")
+    L = num_leapfrog
+    z = torch.randn(L, C, d, generator=generator, dtype=state.position.dtype, device=state.position.device)
+    u = torch.rand(L, C, 3, generator=generator, dtype=state.position.dtype, device=state.position.device)
     out = None
     if isinstance(logdensity_fn, CompiledLogDensity) and logdensity_fn.fallback_reason is None:
-        step = _compiled_tree_step(logdensity_fn, max_tree_depth, max_delta_energy)
+        block = _compiled_tree_block(logdensity_fn, max_tree_depth, max_delta_energy)
         try:
-            out = step(state, z, u, step_size, metric.inverse_mass, metric.chol)
+            out = block(state, z, u, step_size, metric.inverse_mass, metric.chol)
         except Exception as err:  # noqa: BLE001 - tracing failure: fall back to the eager step
             if logdensity_fn.strict:
                 raise
@@ -317,8 +345,13 @@ def nuts_async_step(state: NUTSTreeState, generator: torch.Generator, logdensity
             warnings.warn("compiled NUTS step could not be traced as one graph "
                           f"({logdensity_fn.fallback_reason}); running it eagerly", RuntimeWarning, stacklevel=2)
     if out is None:
-        out = tree_step(state, z, u, step_size, metric.inverse_mass, metric.chol, _eager_vg(logdensity_fn),
-                        max_tree_depth, max_delta_energy)
+        vg = _eager_vg(logdensity_fn)
+        if L == 1:
+            out = tree_step(state, z[0], u[0], step_size, metric.inverse_mass, metric.chol, vg, max_tree_depth,
+                            max_delta_energy)
+        else:
+            out = tree_block(state, z, u, step_size, metric.inverse_mass, metric.chol, vg, max_tree_depth,
+                             max_delta_energy)
     new_state, info = out
     return new_state, NUTSAsyncInfo(info[:, 0] > 0, info[:, 1], info[:, 2] > 0, info[:, 3], info[:, 4], info[:, 5],
                                     info[:, 6])

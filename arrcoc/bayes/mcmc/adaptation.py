@@ -55,16 +55,19 @@ class DualAveragingState(NamedTuple):
     count: int | torch.Tensor   # updates so far: an int, or (C,) per chain
 
 
-def dual_averaging_init(step_size: torch.Tensor) -> DualAveragingState:
-    """Start (or restart) dual averaging from a step size (C,)."""
+def dual_averaging_init(step_size: torch.Tensor, shrink_factor: float = 10.0) -> DualAveragingState:
+    """Start (or restart) dual averaging from a step size (C,); the iterates shrink towards
+    log(shrink_factor * step_size) (Stan's 10 for HMC, which favours longer steps)."""
     z = torch.zeros_like(step_size)
-    return DualAveragingState(step_size.log(), z, z.clone(), (10 * step_size).log(), 0)
+    return DualAveragingState(step_size.log(), z, z.clone(), (shrink_factor * step_size).log(), 0)
 
 
 def dual_averaging_update(s: DualAveragingState, accept: torch.Tensor, target: float,
                           cfg: AdaptationConfig) -> DualAveragingState:
     """Nesterov dual averaging of log(step size) towards mean acceptance ``target`` (Hoffman & Gelman)."""
     t = s.count + 1
+    if isinstance(t, torch.Tensor):                 # per-chain counts: compute in the step size's dtype
+        t = t.to(s.log_step.dtype)
     accept = torch.nan_to_num(accept, nan=0.0).clamp(max=1.0)
     eta = 1.0 / (t + cfg.t0)
     h_bar = (1 - eta) * s.h_bar + eta * (target - accept)
@@ -176,7 +179,9 @@ class WindowAdaptation:
     """Stateless helper running Stan's warmup for kernels whose params have ``step_size`` and ``metric``.
 
     ``find_step_size(state, params, generator) -> (C,)`` re-initialises the step size after each
-    metric update (Stan's heuristic for HMC/NUTS); None keeps the current one.  Every count is per
+    metric update (Stan's heuristic for HMC/NUTS); None keeps the current one.  ``shrink_factor``:
+    dual averaging shrinks towards log(shrink_factor * that step size) (10 as in Stan; random-walk
+    MH uses 1, its reset 2.38 / sqrt(d) being already the optimal scale for the learnt covariance).  Every count is per
     chain; ``update(..., mask)`` and ``final(..., mask)`` touch only the chains in ``mask`` (all when
     None), so that asynchronous kernels adapt each chain when its own transition ends.
     """
@@ -187,8 +192,9 @@ class WindowAdaptation:
         iteration: torch.Tensor   # (C,) warmup transitions seen per chain
 
     def __init__(self, num_warmup: int, cfg: AdaptationConfig, target_accept: float, dense: bool,
-                 find_step_size: Callable | None = None):
+                 find_step_size: Callable | None = None, shrink_factor: float = 10.0):
         self.num_warmup = num_warmup
+        self.shrink_factor = shrink_factor
         self.cfg = cfg
         self.target = cfg.target_accept if cfg.target_accept is not None else target_accept
         if not 0.0 < self.target < 1.0:
@@ -196,6 +202,13 @@ class WindowAdaptation:
         self.dense = dense
         self.find_step_size = find_step_size
         self.collect, self.end = window_schedule(num_warmup, cfg)
+        self._schedule: dict = {}   # device -> (collect, end) as bool tensors
+
+    def _flags(self, device):
+        if device not in self._schedule:
+            self._schedule[device] = (torch.tensor(self.collect, dtype=torch.bool, device=device),
+                                      torch.tensor(self.end, dtype=torch.bool, device=device))
+        return self._schedule[device]
 
     def _welford0(self, position):
         C, d = position.shape
@@ -206,7 +219,8 @@ class WindowAdaptation:
         """Adaptation state for the current params (C chains, d dims)."""
         C = state.position.shape[0]
         dev = state.position.device
-        dual = dual_averaging_init(params.step_size)._replace(count=torch.zeros(C, dtype=torch.long, device=dev))
+        dual = dual_averaging_init(params.step_size, self.shrink_factor)._replace(
+            count=torch.zeros(C, dtype=torch.long, device=dev))
         return self.State(dual, self._welford0(state.position), torch.zeros(C, dtype=torch.long, device=dev))
 
     def update(self, astate, state, info, params, generator, mask: torch.Tensor | None = None):
@@ -221,10 +235,11 @@ class WindowAdaptation:
         if self.cfg.adapt_metric and self.num_warmup > 0:
             in_warmup = m & (i < self.num_warmup)
             ic = i.clamp(max=self.num_warmup - 1)
-            collect = in_warmup & torch.as_tensor(self.collect, device=i.device)[ic]
+            collect_t, end_t = self._flags(i.device)
+            collect = in_warmup & collect_t[ic]
             if bool(collect.any()):
                 wel = _select(collect, welford_update(wel, state.position), wel)
-            end = in_warmup & torch.as_tensor(self.end, device=i.device)[ic] & (wel.count >= 2)
+            end = in_warmup & end_t[ic] & (wel.count >= 2)
             if bool(end.any()):
                 w = wel._replace(count=torch.where(end, wel.count, torch.full_like(wel.count, 2)))
                 cov = welford_covariance(w, self.cfg.regularize, self.cfg.pool_chains)
@@ -235,7 +250,7 @@ class WindowAdaptation:
                 if self.find_step_size is not None:
                     eps = self.find_step_size(state, params, generator)
                     params = params._replace(step_size=torch.where(end, eps, params.step_size))
-                fresh = dual_averaging_init(params.step_size)._replace(count=torch.zeros_like(i))
+                fresh = dual_averaging_init(params.step_size, self.shrink_factor)._replace(count=torch.zeros_like(i))
                 dual = _select(end, fresh, dual)
         return self.State(dual, wel, i + m), params
 

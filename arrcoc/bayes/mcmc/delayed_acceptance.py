@@ -84,7 +84,7 @@ class DelayedAcceptance:
     step_size: float | None = None      # None: 2.38 / sqrt(d), the Gaussian-optimal random-walk scale
     metric: str = "diag"                # proposal covariance learnt per coordinate during warmup
     target_accept: float | None = None  # None: 0.234 (0.44 in d = 1) overall acceptance
-    adaptation: AdaptationConfig = field(default_factory=AdaptationConfig)
+    adaptation: AdaptationConfig = field(default_factory=lambda: AdaptationConfig(gamma=1.0))  # as RWMH
 
     def __post_init__(self):
         if len(self.surrogates) == 0 or not all(callable(f) for f in self.surrogates):

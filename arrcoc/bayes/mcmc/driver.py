@@ -43,8 +43,9 @@ class MCMCResult:
         d = self.info.get("is_divergent")
         return 0 if d is None else int(d.sum())
 
-    def summary(self, prob: float = 0.9, var_names=None):
-        """Posterior summary table (mean, sd, interval, MCSE, ESS, R-hat) via arrcoc.bayes.diagnostics."""
+    def summary(self, prob: float | None = None, var_names=None):
+        """Posterior summary table (mean, sd, interval, MCSE, ESS, R-hat) via arrcoc.bayes.diagnostics
+        (its defaults: 89 % HDI)."""
         from arrcoc.bayes.diagnostics import summary
         return summary(self.draws, prob=prob, var_names=var_names)
 
@@ -184,60 +185,69 @@ def sample(kernel, logdensity_fn, *, num_chains: int, num_warmup: int, num_sampl
         from tqdm.auto import tqdm
         pbar = tqdm(total=num_warmup + num_samples * thin, desc="warmup", leave=False)
 
+    # The log density was validated at the initial points; during the run, torch.distributions'
+    # argument checks are switched off (as NumPyro does) so that a trajectory that leaves the support
+    # (a scale underflowing to 0) gives a NaN / -inf log density, counted as divergent, not a crash.
+    validate = torch.distributions.Distribution._validate_args
+    torch.distributions.Distribution.set_default_validate_args(False)
+    try:
+        return _run(kernel, model, fn, x, generator, num_warmup, num_samples, thin, keep_warmup_info, pbar,
+                    draw_position)
+    finally:
+        torch.distributions.Distribution.set_default_validate_args(validate)
+        if pbar is not None:
+            pbar.close()
+
+
+def _run(kernel, model, fn, x, generator, num_warmup, num_samples, thin, keep_warmup_info, pbar, draw_position):
     t0 = time.perf_counter()
     with torch.no_grad():
         state = kernel.init(x, fn)
         params = kernel.init_params(state, fn, generator)
         adapter = kernel.warmup(num_warmup, fn) if num_warmup > 0 else None
         astate = adapter.init(state, params) if adapter is not None else None
-    if getattr(kernel, "is_asynchronous", lambda fn: False)(fn):
-        with torch.no_grad():
-            unc, info, winfo, params, t1, t2 = _run_async(kernel, state, params, adapter, astate, fn, generator,
-                                                          num_warmup, num_samples, thin, keep_warmup_info, pbar)
-        if pbar is not None:
-            pbar.close()
-        with torch.no_grad():
-            draws = {k: v.reshape(unc.shape[:2] + v.shape[1:])
-                     for k, v in model.constrain(unc.reshape(-1, unc.shape[-1])).items()}
-        return MCMCResult(draws, info, unc, params, winfo, {"warmup_s": t1 - t0, "sampling_s": t2 - t1})
-    with torch.no_grad():
-        warm_infos = []
-        for i in range(num_warmup):
-            state, info = kernel.step(state, generator, fn, params)
-            if adapter is not None:
-                astate, params = adapter.update(astate, state, info, params, generator)
-            if keep_warmup_info:
-                warm_infos.append(info)
-            if pbar is not None:
-                pbar.update(1)
-        if adapter is not None:
-            params = adapter.final(astate, params)
-        t1 = time.perf_counter()
-        if pbar is not None:
-            pbar.set_description("sampling")
-        positions, infos = [], []
-        for i in range(num_samples * thin):
-            state, info = kernel.step(state, generator, fn, params)
-            if (i + 1) % thin == 0:
-                positions.append(draw_position(state))
-                infos.append(info)
-            if pbar is not None:
-                pbar.update(1)
-                if (i + 1) % 100 == 0 and "is_divergent" in info._fields:
-                    pbar.set_postfix(divergent=int(sum(int(f.is_divergent.sum()) for f in infos)))
-        t2 = time.perf_counter()
-    if pbar is not None:
-        pbar.close()
-    unc = torch.stack(positions, 1)                                    # (C, S, d)
-    with torch.no_grad():
+        run = _run_async if getattr(kernel, "is_asynchronous", lambda fn: False)(fn) else _run_lockstep
+        unc, info, winfo, params, t1, t2 = run(kernel, state, params, adapter, astate, fn, generator, num_warmup,
+                                               num_samples, thin, keep_warmup_info, pbar, draw_position)
         flat = unc.reshape(-1, unc.shape[-1])
         draws = {k: v.reshape(unc.shape[:2] + v.shape[1:]) for k, v in model.constrain(flat).items()}
-    return MCMCResult(draws, _stack(infos), unc, params, _stack(warm_infos) if warm_infos else {},
-                      {"warmup_s": t1 - t0, "sampling_s": t2 - t1})
+    return MCMCResult(draws, info, unc, params, winfo, {"warmup_s": t1 - t0, "sampling_s": t2 - t1})
+
+
+def _run_lockstep(kernel, state, params, adapter, astate, fn, generator, num_warmup, num_samples, thin,
+                  keep_warmup_info, pbar, draw_position):
+    """Drive a kernel whose ``step`` is one transition of every chain."""
+    warm_infos = []
+    for i in range(num_warmup):
+        state, info = kernel.step(state, generator, fn, params)
+        if adapter is not None:
+            astate, params = adapter.update(astate, state, info, params, generator)
+        if keep_warmup_info:
+            warm_infos.append(info)
+        if pbar is not None:
+            pbar.update(1)
+    if adapter is not None:
+        params = adapter.final(astate, params)
+    t1 = time.perf_counter()
+    if pbar is not None:
+        pbar.set_description("sampling")
+    positions, infos = [], []
+    for i in range(num_samples * thin):
+        state, info = kernel.step(state, generator, fn, params)
+        if (i + 1) % thin == 0:
+            positions.append(draw_position(state))
+            infos.append(info)
+        if pbar is not None:
+            pbar.update(1)
+            if (i + 1) % 100 == 0 and "is_divergent" in info._fields:
+                pbar.set_postfix(divergent=int(sum(int(f.is_divergent.sum()) for f in infos)))
+    t2 = time.perf_counter()
+    unc = torch.stack(positions, 1)                                    # (C, S, d)
+    return unc, _stack(infos), _stack(warm_infos) if warm_infos else {}, params, t1, t2
 
 
 def _run_async(kernel, state, params, adapter, astate, fn, generator, num_warmup, num_samples, thin,
-               keep_warmup_info, pbar):
+               keep_warmup_info, pbar, draw_position=None):
     """Drive an asynchronous kernel: each ``step`` advances every chain a little and ``info.finished``
     marks the chains whose transition ended.  A chain adapts after each of its own warmup transitions,
     switches to sampling after its num_warmup-th, and is recorded until it has its num_samples draws;

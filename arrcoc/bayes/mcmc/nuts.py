@@ -234,12 +234,19 @@ class NUTS:
                     and not self.adaptation.pool_chains)
         return self.batching == "async"
 
+    def _helper_fn(self, logdensity_fn):
+        """The log density for the few gradients outside the trajectories (initial state, step-size
+        heuristic): when the async step is compiled, its own graph is the only one worth compiling."""
+        if isinstance(logdensity_fn, CompiledLogDensity) and self.is_asynchronous(logdensity_fn):
+            return logdensity_fn.fn
+        return logdensity_fn
+
     def init(self, position, logdensity_fn):
-        state = hmc_init(position, logdensity_fn)
+        state = hmc_init(position, self._helper_fn(logdensity_fn))
         return nuts_async_init(state, self.max_tree_depth) if self.is_asynchronous(logdensity_fn) else state
 
     def init_params(self, state, logdensity_fn, generator) -> HMCParams:
-        return _init_params(self, state, logdensity_fn, generator)
+        return _init_params(self, state, self._helper_fn(logdensity_fn), generator)
 
     def step(self, state, generator, logdensity_fn, params):
         if isinstance(state, NUTSTreeState):
@@ -249,4 +256,4 @@ class NUTS:
                          self.integrator, self.max_delta_energy)
 
     def warmup(self, num_warmup, logdensity_fn):
-        return _window(self, num_warmup, logdensity_fn)
+        return _window(self, num_warmup, self._helper_fn(logdensity_fn))

@@ -29,7 +29,7 @@ from typing import Callable, NamedTuple
 import torch
 
 from .base import value_and_grad
-from .compiled import CompiledLogDensity
+from .compiled import CompiledLogDensity, compile_graph
 from .hmc import HMCState
 from .metrics import Metric
 
@@ -46,7 +46,6 @@ class _Fields(NamedTuple):
     h0: torch.Tensor         # (C,) energy at the trajectory's start
     left: torch.Tensor       # (C, 4, d) left end: q, p, grad, velocity
     right: torch.Tensor      # (C, 4, d) right end
-    lp_ends: torch.Tensor    # (C, 2) log density at the left and right ends
     rho: torch.Tensor        # (C, d) momentum sum over the merged trajectory
     prop: torch.Tensor       # (C, 2d + 2) sampled state [q | grad | logp | H]
     log_w: torch.Tensor      # (C,) log total weight of the merged trajectory
@@ -54,7 +53,6 @@ class _Fields(NamedTuple):
     n: torch.Tensor          # (C,) long: leaves built in the current subtree
     fwd: torch.Tensor        # (C,) bool: direction of the current subtree
     front: torch.Tensor      # (C, 3, d) integration front: q, p, grad
-    front_lp: torch.Tensor   # (C,)
     S: torch.Tensor          # (C, d) momentum sum of the current subtree
     sub_log_w: torch.Tensor  # (C,) log weight of the current subtree
     sub_prop: torch.Tensor   # (C, 2d + 2) state sampled inside the current subtree
@@ -79,7 +77,7 @@ class NUTSTreeState(NamedTuple):
     flags: torch.Tensor       # (C, 6) long: fresh, new_sub, depth, n, fwd, divergent
 
 
-_FLOAT_FIELDS = ("h0", "left", "right", "lp_ends", "rho", "prop", "log_w", "front", "front_lp", "S", "sub_log_w",
+_FLOAT_FIELDS = ("h0", "left", "right", "rho", "prop", "log_w", "front", "S", "sub_log_w",
                  "sub_prop", "first", "prev", "ck", "n_steps", "sum_acc")
 _INT_FIELDS = ("fresh", "new_sub", "depth", "n", "fwd", "divergent")
 _BOOL_FIELDS = ("fresh", "new_sub", "fwd", "divergent")
@@ -87,15 +85,21 @@ _BOOL_FIELDS = ("fresh", "new_sub", "fwd", "divergent")
 
 def _layout(d: int, K: int) -> dict[str, tuple[int, int, tuple[int, ...]]]:
     """Column range and per-chain shape of each float field in ``tree``."""
-    shapes = {"h0": (), "left": (4, d), "right": (4, d), "lp_ends": (2,), "rho": (d,), "prop": (2 * d + 2,),
-              "log_w": (), "front": (3, d), "front_lp": (), "S": (d,), "sub_log_w": (), "sub_prop": (2 * d + 2,),
+    if (d, K) in _LAYOUTS:
+        return _LAYOUTS[(d, K)]
+    shapes = {"h0": (), "left": (4, d), "right": (4, d), "rho": (d,), "prop": (2 * d + 2,),
+              "log_w": (), "front": (3, d), "S": (d,), "sub_log_w": (), "sub_prop": (2 * d + 2,),
               "first": (2, d), "prev": (2, d), "ck": (K + 1, 5, d), "n_steps": (), "sum_acc": ()}
     out, start = {}, 0
     for name in _FLOAT_FIELDS:
         size = math.prod(shapes[name])
         out[name] = (start, start + size, shapes[name])
         start += size
+    _LAYOUTS[(d, K)] = out
     return out
+
+
+_LAYOUTS: dict = {}
 
 
 def _unpack(s: NUTSTreeState, K: int) -> _Fields:
@@ -169,7 +173,6 @@ def tree_step(state: NUTSTreeState, z: torch.Tensor, u: torch.Tensor, step_size:
     end0 = torch.stack([s.position, p0, s.grad, v0], 1)               # (C, 4, d)
     left = torch.where(f2, end0, s.left)
     right = torch.where(f2, end0, s.right)
-    lp_ends = torch.where(f1, s.logdensity.unsqueeze(-1).expand(C, 2), s.lp_ends)  # (C, 2)
     rho = torch.where(f1, p0, s.rho)
     prop = torch.where(f1, torch.cat([s.position, s.grad, s.logdensity.unsqueeze(-1), h0.unsqueeze(-1)], -1), s.prop)
     log_w = torch.where(f, 0.0, s.log_w)
@@ -183,7 +186,6 @@ def tree_step(state: NUTSTreeState, z: torch.Tensor, u: torch.Tensor, step_size:
     fwd = torch.where(st, u[:, 0] > 0.5, s.fwd)                       # (C,)
     end = torch.where(fwd[:, None, None], right, left)                # (C, 4, d)
     front = torch.where(st1[..., None], end[:, :3], s.front)          # (C, 3, d) q, p, grad
-    front_lp = torch.where(st, torch.where(fwd, lp_ends[:, 1], lp_ends[:, 0]), s.front_lp)
     n = torch.where(st, 0, s.n)
     S = torch.where(st1, 0.0, s.S)
     sub_log_w = torch.where(st, -inf, s.sub_log_w)
@@ -250,7 +252,6 @@ def tree_step(state: NUTSTreeState, z: torch.Tensor, u: torch.Tensor, step_size:
     nr, nl = valid & fwd, valid & ~fwd
     right = torch.where(nr[:, None, None], new_end, right)
     left = torch.where(nl[:, None, None], new_end, left)
-    lp_ends = torch.where(torch.stack([nl, nr], -1), lp.unsqueeze(-1), lp_ends)
     depth = depth + valid
     more = valid & keep & (depth < K)
     done = sub_end & ~more
@@ -260,8 +261,8 @@ def tree_step(state: NUTSTreeState, z: torch.Tensor, u: torch.Tensor, step_size:
     grad = torch.where(d1, prop[:, d:2 * d], s.grad)
     logdensity = torch.where(done, prop[:, 2 * d], s.logdensity)
     n = torch.where(sub_end, n, n + 1)
-    new_state = _pack(_Fields(position, logdensity, grad, done, more, h0, left, right, lp_ends, rho, prop, log_w,
-                              depth, n, fwd, torch.stack([q, p, g], 1), lp, S, sub_log_w, sub_prop, first, prev, ck,
+    new_state = _pack(_Fields(position, logdensity, grad, done, more, h0, left, right, rho, prop, log_w,
+                              depth, n, fwd, torch.stack([q, p, g], 1), S, sub_log_w, sub_prop, first, prev, ck,
                               n_steps, sum_acc, divergent))
     info = torch.stack([done.to(h.dtype), sum_acc / n_steps, divergent.to(h.dtype), prop[:, 2 * d + 1],
                         depth.to(h.dtype), n_steps, step_size], -1)   # (C, 7)
@@ -308,7 +309,33 @@ def tree_block(state: NUTSTreeState, z: torch.Tensor, u: torch.Tensor, step_size
     return state, out_info
 
 
-def _compiled_tree_block(fn: CompiledLogDensity, max_tree_depth: int, max_delta_energy: float):
+def _graph_block(fn: CompiledLogDensity, max_tree_depth: int, max_delta_energy: float, args: tuple):
+    """The compiled block for these shapes (``compile_graph``: no per-call guards), built on first use;
+    None once building it has failed (the dynamo-compiled block takes over)."""
+    a0 = args[0]
+    key = ("nuts_async_graph", max_tree_depth, float(max_delta_energy), len(args), a0.dtype, a0.device,
+           tuple(tuple(t.shape) for t in args))
+    cache = fn.__dict__.setdefault("_kernels", {})
+    if key not in cache:
+        vg = _graph_vg(fn.fn)
+
+        def flat(position, logdensity, grad, tree, flags, z, u, step_size, inv_mass, *chol):
+            new, info = tree_block(NUTSTreeState(position, logdensity, grad, tree, flags), z, u, step_size, inv_mass,
+                                   chol[0] if chol else None, vg, max_tree_depth, max_delta_energy)
+            return (*new, info)
+        try:
+            cache[key] = compile_graph(flat, args)
+        except Exception as err:  # noqa: BLE001 - make_fx / inductor failure: try torch.compile next
+            if fn.strict:
+                raise
+            cache[key] = None
+            warnings.warn(f"NUTS step: guard-free compilation failed ({type(err).__name__}: "
+                          f"{str(err).splitlines()[0] if str(err) else ''}); using torch.compile", RuntimeWarning,
+                          stacklevel=3)
+    return cache[key]
+
+
+def _dynamo_block(fn: CompiledLogDensity, max_tree_depth: int, max_delta_energy: float):
     key = ("nuts_async", max_tree_depth, float(max_delta_energy))
     cache = fn.__dict__.setdefault("_kernels", {})
     if key not in cache:
@@ -318,6 +345,16 @@ def _compiled_tree_block(fn: CompiledLogDensity, max_tree_depth: int, max_delta_
             return tree_block(s, z, u, step_size, inv_mass, chol, vg, max_tree_depth, max_delta_energy)
         cache[key] = torch.compile(block, fullgraph=True, dynamic=False, mode=fn.mode)
     return cache[key]
+
+
+def _compiled_block(fn: CompiledLogDensity, state, z, u, step_size, metric, max_tree_depth, max_delta_energy):
+    args = (*state, z, u, step_size, metric.inverse_mass) + (() if metric.chol is None else (metric.chol,))
+    graph = _graph_block(fn, max_tree_depth, max_delta_energy, args)
+    if graph is not None:
+        out = graph(*args)
+        return NUTSTreeState(*out[:5]), out[5]
+    return _dynamo_block(fn, max_tree_depth, max_delta_energy)(state, z, u, step_size, metric.inverse_mass,
+                                                               metric.chol)
 
 
 def nuts_async_step(state: NUTSTreeState, generator: torch.Generator, logdensity_fn, step_size: torch.Tensor,
@@ -335,9 +372,8 @@ def nuts_async_step(state: NUTSTreeState, generator: torch.Generator, logdensity
     u = torch.rand(L, C, 3, generator=generator, dtype=state.position.dtype, device=state.position.device)
     out = None
     if isinstance(logdensity_fn, CompiledLogDensity) and logdensity_fn.fallback_reason is None:
-        block = _compiled_tree_block(logdensity_fn, max_tree_depth, max_delta_energy)
         try:
-            out = block(state, z, u, step_size, metric.inverse_mass, metric.chol)
+            out = _compiled_block(logdensity_fn, state, z, u, step_size, metric, max_tree_depth, max_delta_energy)
         except Exception as err:  # noqa: BLE001 - tracing failure: fall back to the eager step
             if logdensity_fn.strict:
                 raise

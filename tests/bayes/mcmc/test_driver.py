@@ -151,3 +151,25 @@ def test_pyro_model_bridge_matches_conjugate_posterior(gen):
     prec = 5 + 1 / 4
     assert_moments_exact(res.draws["mu"].unsqueeze(-1), torch.tensor([y.sum().item() / prec], dtype=torch.float64),
                          torch.tensor([prec ** -0.5], dtype=torch.float64), label="pyro")
+
+
+@pytest.mark.parametrize("kernel", [RWMH(), NUTS(max_tree_depth=5)])
+def test_distribution_argument_checks_off_during_the_run_only(kernel, gen):
+    """A trajectory leaving a distribution's support (a scale < 0) is a rejected / divergent
+    transition, not a ValueError from torch.distributions; the user's setting is restored."""
+    from torch.distributions import Distribution, Normal
+    y = torch.tensor([0.4, -0.3, 0.2, 0.1], dtype=torch.float64)
+
+    def logp(x):                                   # x[:, 0] used directly as a scale (no constraint)
+        return Normal(0.0, x[:, :1]).log_prob(y).sum(-1) + Normal(1.0, 1.0).log_prob(x[:, 0])
+    before = Distribution._validate_args
+    Distribution.set_default_validate_args(True)
+    try:
+        with pytest.raises(ValueError, match="scale"):
+            logp(torch.tensor([[-1.0]], dtype=torch.float64))        # the user's checks still apply outside
+        res = sample(kernel, logp, dim=1, num_chains=2, num_warmup=100, num_samples=100,
+                     init=torch.tensor([0.5], dtype=torch.float64), generator=gen, progress=False)
+        assert Distribution._validate_args is True
+        assert bool((res.unconstrained > 0).all())
+    finally:
+        Distribution.set_default_validate_args(before)

@@ -104,11 +104,27 @@ def test_async_step_advances_every_chain_one_leapfrog_step():
         nuts_async_step(st, g, std_normal, eps, metric, max_tree_depth=5)
 
 
+def test_blocks_of_leapfrog_steps_park_finished_chains():
+    """leapfrog_per_call = 3: a chain whose draw ends inside a block waits for the block's end, so
+    draws and tree statistics are those of one-step calls (same per-chain algorithm)."""
+    res = sample(NUTS(step_size=0.45, batching="async", leapfrog_per_call=3), std_normal, dim=3, num_chains=8,
+                 num_warmup=0, num_samples=250, generator=torch.Generator().manual_seed(12), progress=False)
+    assert_moments_exact(res.unconstrained, torch.zeros(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64))
+    # leapfrog steps per draw are a tree's sizes (1, 3, 7, ... or a U-turn inside a subtree), never
+    # inflated by the parked steps; with step 0.45 on N(0, I) trees of 3-15 steps dominate
+    steps = res.info["num_steps"]
+    depth = res.info["tree_depth"]
+    assert bool((steps <= 2 ** (depth + 1) - 1).all()) and bool((steps >= 2 ** depth - 1).all())
+    assert 3 <= float(steps.mean()) <= 15
+
+
 def test_batching_validation():
     with pytest.raises(ValueError, match="batching"):
         NUTS(batching="parallel")
     with pytest.raises(ValueError, match="leapfrog"):
         NUTS(batching="async", integrator="mclachlan")
+    with pytest.raises(ValueError, match="leapfrog_per_call"):
+        NUTS(leapfrog_per_call=0)
     with pytest.raises(ValueError, match="pool_chains"):
         NUTS(batching="async", adaptation=AdaptationConfig(pool_chains=True))
     assert not NUTS().is_asynchronous(std_normal)

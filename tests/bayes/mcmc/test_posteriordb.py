@@ -47,7 +47,8 @@ def test_nuts_matches_reference_posterior(name):
 
 def test_centered_eight_schools_reports_divergences():
     c = eight_schools_centered()
-    res = sample(NUTS(max_tree_depth=6), c.model, num_chains=4, num_warmup=100, num_samples=100,
+    # 4 x 250 draws: every seed of 2..6 gave 4-36 divergences (100 draws can show none)
+    res = sample(NUTS(max_tree_depth=6), c.model, num_chains=4, num_warmup=150, num_samples=250,
                  generator=torch.Generator().manual_seed(2), progress=False)
     assert res.num_divergent > 0
     # the divergences concentrate at small tau (the funnel's neck)

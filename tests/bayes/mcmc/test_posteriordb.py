@@ -47,10 +47,11 @@ def test_nuts_matches_reference_posterior(name):
 
 def test_centered_eight_schools_reports_divergences():
     c = eight_schools_centered()
-    # 4 x 250 draws: every seed of 2..6 gave 4-36 divergences (100 draws can show none)
-    res = sample(NUTS(max_tree_depth=6), c.model, num_chains=4, num_warmup=150, num_samples=250,
+    # 8 chains x 250 draws: enough divergences (30 here; 4 x 250 gave 4-36 over seeds 2..6, 4 x 100
+    # can give none) for their concentration at small tau to be a real signal
+    res = sample(NUTS(max_tree_depth=6), c.model, num_chains=8, num_warmup=150, num_samples=250,
                  generator=torch.Generator().manual_seed(2), progress=False)
-    assert res.num_divergent > 0
+    assert res.num_divergent >= 10
     # the divergences concentrate at small tau (the funnel's neck)
     tau = res.draws["tau"]
     div = res.info["is_divergent"]

@@ -16,6 +16,7 @@ autograd, each time with a warning that says why; ``strict=True`` raises instead
 """
 from __future__ import annotations
 
+import time
 import warnings
 from typing import Callable
 
@@ -43,6 +44,7 @@ class CompiledLogDensity:
         self.mode = mode
         self.strict = strict
         self.fallback_reason: str | None = None
+        self.compile_seconds = 0.0       # time spent compiling graphs for this log density (wall clock)
 
         def vg(x):
             def total(z):
@@ -52,6 +54,7 @@ class CompiledLogDensity:
             return lp, grad                                           # (C,), (C, d)
         self._graph = torch.compile(vg, fullgraph=True, dynamic=False, mode=mode)
         self._forward = None
+        self._graph_ready = False
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.fn(x)
@@ -60,6 +63,12 @@ class CompiledLogDensity:
         """Log density (C,) and its gradient (C, d) at x (C, d), not yet sanitised."""
         if self._forward is None:
             try:
+                if not self._graph_ready:            # the first call traces and compiles
+                    t = time.perf_counter()
+                    out = self._graph(x.detach())
+                    self.compile_seconds += time.perf_counter() - t
+                    self._graph_ready = True
+                    return out
                 return self._graph(x.detach())
             except Exception as err:  # noqa: BLE001 - any tracing failure: report and fall back
                 self._fail(err, "the value-and-gradient graph could not be traced", "compiling the forward only "

@@ -8,7 +8,7 @@ from typing import Any, Mapping
 import torch
 
 from .base import as_model, check_generator, safe_logdensity, uniform_like
-from .compiled import compile_logdensity
+from .compiled import CompiledLogDensity, compile_logdensity
 
 __all__ = ["MCMCResult", "sample"]
 
@@ -211,7 +211,10 @@ def _run(kernel, model, fn, x, generator, num_warmup, num_samples, thin, keep_wa
                                                num_samples, thin, keep_warmup_info, pbar, draw_position)
         flat = unc.reshape(-1, unc.shape[-1])
         draws = {k: v.reshape(unc.shape[:2] + v.shape[1:]) for k, v in model.constrain(flat).items()}
-    return MCMCResult(draws, info, unc, params, winfo, {"warmup_s": t1 - t0, "sampling_s": t2 - t1})
+    timings = {"warmup_s": t1 - t0, "sampling_s": t2 - t1}
+    if isinstance(fn, CompiledLogDensity):
+        timings["compile_s"] = fn.compile_seconds                      # included in warmup_s
+    return MCMCResult(draws, info, unc, params, winfo, timings)
 
 
 def _run_lockstep(kernel, state, params, adapter, astate, fn, generator, num_warmup, num_samples, thin,

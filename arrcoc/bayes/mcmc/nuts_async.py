@@ -23,6 +23,7 @@ Pure functions: ``nuts_async_init(hmc_state, max_tree_depth)`` and
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from typing import Callable, NamedTuple
 
@@ -314,7 +315,7 @@ def _graph_block(fn: CompiledLogDensity, max_tree_depth: int, max_delta_energy: 
     None once building it has failed (the dynamo-compiled block takes over)."""
     a0 = args[0]
     key = ("nuts_async_graph", max_tree_depth, float(max_delta_energy), len(args), a0.dtype, a0.device,
-           tuple(tuple(t.shape) for t in args))
+           tuple((tuple(t.shape), t.stride()) for t in args))
     cache = fn.__dict__.setdefault("_kernels", {})
     if key not in cache:
         vg = _graph_vg(fn.fn)
@@ -323,8 +324,10 @@ def _graph_block(fn: CompiledLogDensity, max_tree_depth: int, max_delta_energy: 
             new, info = tree_block(NUTSTreeState(position, logdensity, grad, tree, flags), z, u, step_size, inv_mass,
                                    chol[0] if chol else None, vg, max_tree_depth, max_delta_energy)
             return (*new, info)
+        t = time.perf_counter()
         try:
             cache[key] = compile_graph(flat, args)
+            fn.compile_seconds += time.perf_counter() - t
         except Exception as err:  # noqa: BLE001 - make_fx / inductor failure: try torch.compile next
             if fn.strict:
                 raise
@@ -348,7 +351,9 @@ def _dynamo_block(fn: CompiledLogDensity, max_tree_depth: int, max_delta_energy:
 
 
 def _compiled_block(fn: CompiledLogDensity, state, z, u, step_size, metric, max_tree_depth, max_delta_energy):
-    args = (*state, z, u, step_size, metric.inverse_mass) + (() if metric.chol is None else (metric.chol,))
+    # the graph is specialised to strides too (a Cholesky factor comes back column-major): contiguous
+    args = tuple(a.contiguous() for a in (*state, z, u, step_size, metric.inverse_mass)
+                 + (() if metric.chol is None else (metric.chol,)))
     graph = _graph_block(fn, max_tree_depth, max_delta_energy, args)
     if graph is not None:
         out = graph(*args)

@@ -169,6 +169,21 @@ def test_compiled_falls_back_with_a_warning_and_strict_raises():
 
 
 @needs_cxx
+def test_compiled_async_dense_metric_after_adaptation_stays_compiled():
+    """The adapted dense metric's Cholesky factor comes back column-major; the compiled step must
+    keep running compiled (no fallback warning) and sample the right Gaussian."""
+    import warnings
+    mu, cov, logp = gaussian(5, 0.7, seed=9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        res = sample(NUTS(metric="dense"), logp, dim=5, num_chains=4, num_warmup=150, num_samples=300,
+                     generator=torch.Generator().manual_seed(9), progress=False, compile=True)
+    assert res.timings["compile_s"] > 0
+    assert_moments_exact(res.unconstrained, mu, cov.diagonal().sqrt(), label="compiled dense")
+    check_cov(res.unconstrained, cov)
+
+
+@needs_cxx
 @pytest.mark.skipif(POSTERIORDB is None, reason="shared/posteriordb not found beside the repo checkout")
 def test_compiled_async_nuts_matches_eight_schools_reference():
     c = case("eight_schools_noncentered")
@@ -179,3 +194,18 @@ def test_compiled_async_nuts_matches_eight_schools_reference():
     _, _, max_rhat = compare_to_reference(c.reported(res.draws), ref)
     assert max_rhat < 1.01
     assert res.num_divergent == 0
+
+
+@needs_cxx
+@pytest.mark.slow
+def test_compiled_nuts_with_untraceable_log_density_warns_and_stays_correct():
+    """A Python branch on a tensor value cannot be one graph: every compiled tier reports it with a
+    warning and the run falls back (to a partly compiled or eager step) with correct draws."""
+    def guarded(x):
+        if bool((x.abs() > 1e3).any()):            # data-dependent control flow
+            return torch.full(x.shape[:1], -math.inf, dtype=x.dtype)
+        return std_normal(x)
+    with pytest.warns(RuntimeWarning):
+        res = sample(NUTS(), guarded, dim=2, num_chains=4, num_warmup=200, num_samples=400,
+                     generator=torch.Generator().manual_seed(8), progress=False, compile=True)
+    assert_moments_exact(res.unconstrained, torch.zeros(2, dtype=torch.float64), torch.ones(2, dtype=torch.float64))

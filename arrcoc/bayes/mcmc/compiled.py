@@ -16,13 +16,35 @@ autograd, each time with a warning that says why; ``strict=True`` raises instead
 """
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from typing import Callable
 
 import torch
 
-__all__ = ["CompiledLogDensity", "compile_logdensity", "compile_graph"]
+__all__ = ["CompiledLogDensity", "compile_logdensity", "compile_graph", "functional_value_and_grad",
+           "failure_reason"]
+
+
+def functional_value_and_grad(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable:
+    """q (C, d) -> (log p (C,), gradient (C, d)) with ``torch.func`` (traceable into one graph; the
+    sum's gradient is each chain's because rows are independent), non-finite values sanitised as
+    ``value_and_grad`` does (log p -> -inf, gradient entries -> 0)."""
+    def vg(q):
+        def total(x):
+            lp = fn(x)                                                # (C,)
+            return lp.sum(), lp
+        g, (_, lp) = torch.func.grad_and_value(total, has_aux=True)(q)
+        lp = torch.nan_to_num(lp, nan=-math.inf, posinf=-math.inf, neginf=-math.inf)
+        return lp, torch.nan_to_num(g, nan=0.0, posinf=0.0, neginf=0.0)
+    return vg
+
+
+def failure_reason(err: BaseException) -> str:
+    """One line naming an exception, for fallback warnings."""
+    text = str(err)
+    return f"{type(err).__name__}: {text.splitlines()[0] if text else ''}"
 
 
 class CompiledLogDensity:
@@ -46,13 +68,7 @@ class CompiledLogDensity:
         self.fallback_reason: str | None = None
         self.compile_seconds = 0.0       # time spent compiling graphs for this log density (wall clock)
 
-        def vg(x):
-            def total(z):
-                lp = fn(z)                                            # (C,)
-                return lp.sum(), lp
-            grad, (_, lp) = torch.func.grad_and_value(total, has_aux=True)(x)
-            return lp, grad                                           # (C,), (C, d)
-        self._graph = torch.compile(vg, fullgraph=True, dynamic=False, mode=mode)
+        self._graph = torch.compile(functional_value_and_grad(fn), fullgraph=True, dynamic=False, mode=mode)
         self._forward = None
         self._graph_ready = False
 
@@ -86,7 +102,7 @@ class CompiledLogDensity:
     def _fail(self, err, what, then):
         if self.strict:
             raise RuntimeError(f"torch.compile failed: {what}: {err}") from err
-        self.fallback_reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        self.fallback_reason = failure_reason(err)
         warnings.warn(f"compiled log density: {what} ({self.fallback_reason}); {then}", RuntimeWarning, stacklevel=4)
 
     @staticmethod

@@ -9,7 +9,8 @@ from typing import NamedTuple
 
 import torch
 
-__all__ = ["Metric", "make_metric", "identity_metric", "sample_momentum", "kinetic_energy", "velocity"]
+__all__ = ["Metric", "make_metric", "identity_metric", "sample_momentum", "momentum_from_normal",
+           "kinetic_energy", "velocity"]
 
 
 class Metric(NamedTuple):
@@ -46,6 +47,11 @@ def identity_metric(num_chains: int, dim: int, dense: bool = False, dtype=torch.
 def sample_momentum(metric: Metric, generator: torch.Generator, like: torch.Tensor) -> torch.Tensor:
     """p ~ N(0, M) per chain, (C, d)."""
     z = torch.randn(like.shape, generator=generator, dtype=like.dtype, device=like.device)  # (C, d)
+    return momentum_from_normal(metric, z)
+
+
+def momentum_from_normal(metric: Metric, z: torch.Tensor) -> torch.Tensor:
+    """Momentum with covariance M from standard normal draws z (C, d)."""
     if metric.chol is None:
         return z / metric.inverse_mass.sqrt()
     # inverse_mass = L L^T  =>  M = L^{-T} L^{-1};  p = L^{-T} z has covariance M

@@ -27,7 +27,7 @@ from .hmc import HMCParams, HMCState, _check_common, _init_params, _window, hmc_
 from .integrators import INTEGRATORS, IntegratorState, leapfrog_raw
 from .metrics import Metric, sample_momentum, velocity
 from .compiled import CompiledLogDensity
-from .nuts_async import NUTSTreeState, nuts_async_init, nuts_async_step
+from .nuts_async import NUTSTreeState, no_uturn, nuts_async_init, nuts_async_step
 
 __all__ = ["NUTSInfo", "nuts_step", "NUTS"]
 
@@ -45,11 +45,6 @@ def _where(mask, a: IntegratorState, b: IntegratorState) -> IntegratorState:
     m = mask.unsqueeze(-1)
     return IntegratorState(torch.where(m, a.position, b.position), torch.where(m, a.momentum, b.momentum),
                            torch.where(mask, a.logdensity, b.logdensity), torch.where(m, a.grad, b.grad))
-
-
-def _criterion(v_a: torch.Tensor, v_b: torch.Tensor, rho: torch.Tensor) -> torch.Tensor:
-    """No-U-turn yet: both end velocities point along rho, (C,) bool."""
-    return ((v_a * rho).sum(-1) > 0) & ((v_b * rho).sum(-1) > 0)
 
 
 def _popcount(n: int) -> int:
@@ -149,9 +144,9 @@ def nuts_step(state: HMCState, generator: torch.Generator, logdensity_fn: LogDen
                         va.append(c_v), vb.append(n_v), rh.append(n_S - c_S + c_p)  # left half + 1
                         va.append(n_vp), vb.append(v), rh.append(S - n_S + n_p + n_pp)  # 1 + right half
                 if len(va) == 1:
-                    keep = _criterion(va[0], vb[0], rh[0])
+                    keep = no_uturn(va[0], vb[0], rh[0])
                 else:
-                    keep = _criterion(torch.stack(va, 1), torch.stack(vb, 1), torch.stack(rh, 1)).all(-1)
+                    keep = no_uturn(torch.stack(va, 1), torch.stack(vb, 1), torch.stack(rh, 1)).all(-1)
                 building = ok & keep
             p_prev, v_prev = p, v
             if not bool(building.any()):
@@ -167,7 +162,7 @@ def nuts_step(state: HMCState, generator: torch.Generator, logdensity_fn: LogDen
         p_adj = torch.where(fwd1, right[1], left[1])                  # old tree's adjacent end
         v_adj = torch.where(fwd1, v_right, v_left)
         rho_tot = rho + S
-        keep = _criterion(torch.stack([v_far, v_far, v_adj], 1), torch.stack([v, first_v, v], 1),
+        keep = no_uturn(torch.stack([v_far, v_far, v_adj], 1), torch.stack([v, first_v, v], 1),
                           torch.stack([rho_tot, rho + first_p, S + p_adj], 1)).all(-1)
         valid1 = valid.unsqueeze(-1)
         rho = torch.where(valid1, rho_tot, rho)

@@ -30,11 +30,12 @@ from typing import Callable, NamedTuple
 import torch
 
 from .base import value_and_grad
-from .compiled import CompiledLogDensity, compile_graph
+from .compiled import CompiledLogDensity, compile_graph, failure_reason, functional_value_and_grad
 from .hmc import HMCState
-from .metrics import Metric
+from .metrics import Metric, momentum_from_normal, velocity
 
-__all__ = ["NUTSTreeState", "NUTSAsyncInfo", "nuts_async_init", "nuts_async_step", "tree_step", "tree_block"]
+__all__ = ["NUTSTreeState", "NUTSAsyncInfo", "nuts_async_init", "nuts_async_step", "tree_step", "tree_block",
+           "no_uturn"]
 
 
 class _Fields(NamedTuple):
@@ -141,12 +142,8 @@ def nuts_async_init(state: HMCState, max_tree_depth: int = 10) -> NUTSTreeState:
                          torch.zeros(C, width, dtype=q.dtype, device=q.device), flags)
 
 
-def _vel(p, inv_mass, dense: bool):
-    return (inv_mass @ p.unsqueeze(-1)).squeeze(-1) if dense else inv_mass * p
-
-
-def _crit(va, vb, rho):
-    """No U-turn between the two end velocities of a stretch with momentum sum rho."""
+def no_uturn(va: torch.Tensor, vb: torch.Tensor, rho: torch.Tensor) -> torch.Tensor:
+    """Generalised no-U-turn criterion: both end velocities (p sharp) point along the momentum sum rho."""
     return ((va * rho).sum(-1) > 0) & ((vb * rho).sum(-1) > 0)
 
 
@@ -160,16 +157,13 @@ def tree_step(state: NUTSTreeState, z: torch.Tensor, u: torch.Tensor, step_size:
     s = _unpack(state, max_tree_depth)
     C, d = s.position.shape
     K = max_tree_depth
-    dense = chol is not None
+    metric = Metric(inv_mass, chol)
     inf = math.inf
     # ---- 0. chains that start a trajectory: momentum, energy, both ends at the current draw
     f = s.fresh
     f1, f2 = f[:, None], f[:, None, None]
-    if dense:   # p = L^{-T} z has covariance M when inverse_mass = L L^T
-        p0 = torch.linalg.solve_triangular(chol.transpose(-1, -2), z.unsqueeze(-1), upper=True).squeeze(-1)
-    else:
-        p0 = z / inv_mass.sqrt()                                      # (C, d)
-    v0 = _vel(p0, inv_mass, dense)
+    p0 = momentum_from_normal(metric, z)                             # (C, d)
+    v0 = velocity(metric, p0)
     h0 = torch.where(f, torch.nan_to_num(0.5 * (p0 * v0).sum(-1) - s.logdensity, nan=inf), s.h0)  # (C,)
     end0 = torch.stack([s.position, p0, s.grad, v0], 1)               # (C, 4, d)
     left = torch.where(f2, end0, s.left)
@@ -194,10 +188,10 @@ def tree_step(state: NUTSTreeState, z: torch.Tensor, u: torch.Tensor, step_size:
     # ---- 2. one leapfrog step for every chain
     eps = torch.where(fwd, step_size, -step_size).unsqueeze(-1)      # (C, 1)
     p = front[:, 1] + 0.5 * eps * front[:, 2]
-    q = front[:, 0] + eps * _vel(p, inv_mass, dense)
+    q = front[:, 0] + eps * velocity(metric, p)
     lp, g = vg(q)                                                     # (C,), (C, d)
     p = p + 0.5 * eps * g
-    v = _vel(p, inv_mass, dense)
+    v = velocity(metric, p)
     h = torch.nan_to_num(0.5 * (p * v).sum(-1) - lp, nan=inf)        # (C,)
     delta = h - h0
     div = ~(delta <= max_delta_energy) | ~torch.isfinite(h0)          # NaN counts as divergent
@@ -228,9 +222,9 @@ def tree_step(state: NUTSTreeState, z: torch.Tensor, u: torch.Tensor, step_size:
     c = ck.gather(1, idx)                                             # (C, K, 5, d) checkpoint i
     nx = ck.gather(1, (i + 1).clamp(0, K)[..., None, None].expand(C, K, 5, d))  # checkpoint i + 1
     Sx, vx = S.unsqueeze(1), v.unsqueeze(1)                           # (C, 1, d)
-    whole = _crit(c[:, :, 1], vx, Sx - c[:, :, 2] + c[:, :, 0])                          # sub-subtree
-    lhalf = _crit(c[:, :, 1], nx[:, :, 1], nx[:, :, 2] - c[:, :, 2] + c[:, :, 0])        # left half + 1
-    rhalf = _crit(nx[:, :, 4], vx, Sx - nx[:, :, 2] + nx[:, :, 0] + nx[:, :, 3])        # 1 + right half
+    whole = no_uturn(c[:, :, 1], vx, Sx - c[:, :, 2] + c[:, :, 0])                          # sub-subtree
+    lhalf = no_uturn(c[:, :, 1], nx[:, :, 1], nx[:, :, 2] - c[:, :, 2] + c[:, :, 0])        # left half + 1
+    rhalf = no_uturn(nx[:, :, 4], vx, Sx - nx[:, :, 2] + nx[:, :, 0] + nx[:, :, 3])        # 1 + right half
     uturn = (use & ~whole) | (use2 & ~(lhalf & rhalf))
     sub_ok = ok & ~uturn.any(-1)
     prev = torch.stack([p, v], 1)
@@ -246,7 +240,7 @@ def tree_step(state: NUTSTreeState, z: torch.Tensor, u: torch.Tensor, step_size:
     p_adj = torch.where(fw1, right[:, 1], left[:, 1])                 # old trajectory's adjacent end
     v_adj = torch.where(fw1, right[:, 3], left[:, 3])
     rho_tot = rho + S
-    keep = _crit(torch.stack([v_far, v_far, v_adj], 1), torch.stack([v, first[:, 1], v], 1),
+    keep = no_uturn(torch.stack([v_far, v_far, v_adj], 1), torch.stack([v, first[:, 1], v], 1),
                  torch.stack([rho_tot, rho + first[:, 0], S + p_adj], 1)).all(-1)
     rho = torch.where(valid[:, None], rho_tot, rho)
     new_end = torch.stack([q, p, g, v], 1)                            # (C, 4, d)
@@ -272,18 +266,6 @@ def tree_step(state: NUTSTreeState, z: torch.Tensor, u: torch.Tensor, step_size:
 
 def _eager_vg(logdensity_fn):
     return lambda q: value_and_grad(logdensity_fn, q)
-
-
-def _graph_vg(fn):
-    """Value and gradient inside a compiled graph (torch.func), sanitised like ``value_and_grad``."""
-    def vg(q):
-        def total(x):
-            lp = fn(x)
-            return lp.sum(), lp
-        g, (_, lp) = torch.func.grad_and_value(total, has_aux=True)(q)
-        lp = torch.nan_to_num(lp, nan=-math.inf, posinf=-math.inf, neginf=-math.inf)
-        return lp, torch.nan_to_num(g, nan=0.0, posinf=0.0, neginf=0.0)
-    return vg
 
 
 def tree_block(state: NUTSTreeState, z: torch.Tensor, u: torch.Tensor, step_size: torch.Tensor,
@@ -318,7 +300,7 @@ def _graph_block(fn: CompiledLogDensity, max_tree_depth: int, max_delta_energy: 
            tuple((tuple(t.shape), t.stride()) for t in args))
     cache = fn.__dict__.setdefault("_kernels", {})
     if key not in cache:
-        vg = _graph_vg(fn.fn)
+        vg = functional_value_and_grad(fn.fn)
 
         def flat(position, logdensity, grad, tree, flags, z, u, step_size, inv_mass, *chol):
             new, info = tree_block(NUTSTreeState(position, logdensity, grad, tree, flags), z, u, step_size, inv_mass,
@@ -332,9 +314,8 @@ def _graph_block(fn: CompiledLogDensity, max_tree_depth: int, max_delta_energy: 
             if fn.strict:
                 raise
             cache[key] = None
-            warnings.warn(f"NUTS step: guard-free compilation failed ({type(err).__name__}: "
-                          f"{str(err).splitlines()[0] if str(err) else ''}); using torch.compile", RuntimeWarning,
-                          stacklevel=3)
+            warnings.warn(f"NUTS step: guard-free compilation failed ({failure_reason(err)}); using torch.compile",
+                          RuntimeWarning, stacklevel=3)
     return cache[key]
 
 
@@ -342,7 +323,7 @@ def _dynamo_block(fn: CompiledLogDensity, max_tree_depth: int, max_delta_energy:
     key = ("nuts_async", max_tree_depth, float(max_delta_energy))
     cache = fn.__dict__.setdefault("_kernels", {})
     if key not in cache:
-        vg = _graph_vg(fn.fn)
+        vg = functional_value_and_grad(fn.fn)
 
         def block(s, z, u, step_size, inv_mass, chol):
             return tree_block(s, z, u, step_size, inv_mass, chol, vg, max_tree_depth, max_delta_energy)
@@ -382,7 +363,7 @@ def nuts_async_step(state: NUTSTreeState, generator: torch.Generator, logdensity
         except Exception as err:  # noqa: BLE001 - tracing failure: fall back to the eager step
             if logdensity_fn.strict:
                 raise
-            logdensity_fn.fallback_reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            logdensity_fn.fallback_reason = failure_reason(err)
             warnings.warn("compiled NUTS step could not be traced as one graph "
                           f"({logdensity_fn.fallback_reason}); running it eagerly", RuntimeWarning, stacklevel=2)
     if out is None:

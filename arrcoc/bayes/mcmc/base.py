@@ -15,7 +15,7 @@ import torch
 from torch.distributions import Distribution, Transform, biject_to, constraints
 from torch.distributions.constraints import Constraint
 
-from .compiled import CompiledLogDensity
+from .compiled import CompiledLogDensity, autograd_value_and_grad
 
 __all__ = [
     "LogDensityFn",
@@ -81,20 +81,10 @@ def value_and_grad(
         return logp, grad
     if isinstance(logdensity_fn, CompiledLogDensity):  # one fused forward + backward graph
         logp, grad = logdensity_fn.value_and_grad(x)
-        _check_logp(logp, n)
-        return _sanitize(logp.detach()), torch.nan_to_num(grad.detach(), nan=0.0, posinf=0.0, neginf=0.0)
-    with torch.enable_grad():
-        xr = x.detach().requires_grad_(True)
-        logp = _check_logp(logdensity_fn(xr), n)
-        if not logp.requires_grad:  # constant log density: zero gradient
-            grad = torch.zeros_like(x)
-        else:
-            (grad,) = torch.autograd.grad(logp.sum(), xr, allow_unused=True)
-            if grad is None:
-                grad = torch.zeros_like(x)
-    logp = _sanitize(logp.detach())
-    grad = torch.nan_to_num(grad.detach(), nan=0.0, posinf=0.0, neginf=0.0)
-    return logp, grad
+    else:
+        logp, grad = autograd_value_and_grad(logdensity_fn, x)
+    _check_logp(logp, n)
+    return _sanitize(logp.detach()), torch.nan_to_num(grad.detach(), nan=0.0, posinf=0.0, neginf=0.0)
 
 
 def check_generator(generator: torch.Generator | None, name: str = "generator") -> torch.Generator:

@@ -24,7 +24,7 @@ from typing import Callable
 import torch
 
 __all__ = ["CompiledLogDensity", "compile_logdensity", "compile_graph", "functional_value_and_grad",
-           "failure_reason"]
+           "autograd_value_and_grad", "failure_reason"]
 
 
 def functional_value_and_grad(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable:
@@ -39,6 +39,19 @@ def functional_value_and_grad(fn: Callable[[torch.Tensor], torch.Tensor]) -> Cal
         lp = torch.nan_to_num(lp, nan=-math.inf, posinf=-math.inf, neginf=-math.inf)
         return lp, torch.nan_to_num(g, nan=0.0, posinf=0.0, neginf=0.0)
     return vg
+
+
+def autograd_value_and_grad(forward: Callable[[torch.Tensor], torch.Tensor],
+                            x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log density and its per-chain gradient at x (C, d) by autograd on the batch sum (rows are
+    independent); a constant log density has gradient 0.  Not sanitised, shape not checked."""
+    with torch.enable_grad():
+        xr = x.detach().requires_grad_(True)
+        lp = forward(xr)
+        if not isinstance(lp, torch.Tensor) or not lp.requires_grad:
+            return lp, torch.zeros_like(x)
+        (g,) = torch.autograd.grad(lp.sum(), xr, allow_unused=True)
+    return lp.detach(), torch.zeros_like(x) if g is None else g
 
 
 def failure_reason(err: BaseException) -> str:
@@ -91,29 +104,19 @@ class CompiledLogDensity:
                            "and differentiating with autograd")
                 self._forward = torch.compile(self.fn, dynamic=False, mode=self.mode)
         try:
-            return self._autograd(self._forward, x)
+            return autograd_value_and_grad(self._forward, x)
         except Exception as err:  # noqa: BLE001 - no compiler, or the forward cannot compile either
             if self._forward is self.fn:
                 raise
             self._fail(err, "the forward could not be compiled", "running eagerly")
             self._forward = self.fn
-            return self._autograd(self.fn, x)
+            return autograd_value_and_grad(self.fn, x)
 
     def _fail(self, err, what, then):
         if self.strict:
             raise RuntimeError(f"torch.compile failed: {what}: {err}") from err
         self.fallback_reason = failure_reason(err)
         warnings.warn(f"compiled log density: {what} ({self.fallback_reason}); {then}", RuntimeWarning, stacklevel=4)
-
-    @staticmethod
-    def _autograd(forward, x):
-        with torch.enable_grad():
-            xr = x.detach().requires_grad_(True)
-            lp = forward(xr)
-            if not isinstance(lp, torch.Tensor) or not lp.requires_grad:
-                return lp, torch.zeros_like(x)
-            (g,) = torch.autograd.grad(lp.sum(), xr, allow_unused=True)
-        return lp.detach(), torch.zeros_like(x) if g is None else g
 
 
 def compile_logdensity(fn, mode: str | None = None, strict: bool = False) -> CompiledLogDensity:

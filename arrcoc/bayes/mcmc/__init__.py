@@ -12,7 +12,7 @@ from .adaptation import (AdaptationConfig, DualAveragingState, WelfordState, Win
                          dual_averaging_init, dual_averaging_update, welford_covariance, welford_init, welford_update,
                          window_schedule)
 from .base import Model, as_model, safe_logdensity, sample_distribution, value_and_grad
-from .compiled import CompiledLogDensity, compile_logdensity
+from .compiled import CompileConfig, CompiledLogDensity, compile_logdensity
 from .delayed_acceptance import DAInfo, DAState, DelayedAcceptance, delayed_acceptance_step
 from .driver import MCMCResult, sample
 from .gibbs import Conditional, ConjugateConditional, Gibbs, GibbsInfo, GibbsParams, GibbsState, MetropolisBlock
@@ -25,7 +25,7 @@ from .pyro_bridge import PyroModel
 from .tempering import ParallelTempering, TemperingInfo, TemperingState, geometric_betas
 
 __all__ = [
-    "CompiledLogDensity", "compile_logdensity",
+    "CompileConfig", "CompiledLogDensity", "compile_logdensity",
     "AdaptationConfig", "DualAveragingState", "WelfordState", "WindowAdaptation", "dual_averaging_final",
     "dual_averaging_init", "dual_averaging_update", "welford_covariance", "welford_init", "welford_update",
     "window_schedule",

@@ -8,7 +8,7 @@ from typing import Any, Mapping
 import torch
 
 from .base import as_model, check_generator, safe_logdensity, uniform_like
-from .compiled import CompiledLogDensity, compile_logdensity
+from .compiled import CompileConfig, CompiledLogDensity, compile_logdensity
 
 __all__ = ["MCMCResult", "sample"]
 
@@ -104,7 +104,7 @@ def sample(kernel, logdensity_fn, *, num_chains: int, num_warmup: int, num_sampl
            generator: torch.Generator, init=None, dim: int | None = None, thin: int = 1,
            progress: bool = True, dtype: torch.dtype | None = None, device=None,
            max_init_tries: int = 100, keep_warmup_info: bool = True,
-           num_threads: int | None = None, compile: bool = False) -> MCMCResult:
+           num_threads: int | None = None, compile: bool | CompileConfig = False) -> MCMCResult:
     """Run ``kernel`` on ``num_chains`` chains at once: warmup (adaptation), then draws.
 
     kernel: a kernel object (NUTS(), HMC(), RWMH(), Gibbs(...), ParallelTempering(...),
@@ -118,10 +118,12 @@ def sample(kernel, logdensity_fn, *, num_chains: int, num_warmup: int, num_sampl
     thin: keep every thin-th draw.  progress: tqdm progress bar.  dtype: default float64.
     num_threads: torch intra-op threads during the run (restored afterwards); None leaves the
         setting alone.  MCMC on small models runs many tiny ops, where 1 thread is usually fastest.
-    compile: evaluate the log density and its gradient as one ``torch.compile`` graph
-        (``CompiledLogDensity``): a one-off compile of seconds, then gradients several times
-        faster on small and medium models.  Needs a C++ compiler on CPU; if the function cannot
-        be traced as one graph it falls back (with a warning) to a compiled forward + autograd.
+    compile: True or a ``CompileConfig``: evaluate the log density and its gradient as one
+        compiled graph (``CompiledLogDensity``; with NUTS, the whole leapfrog step): a one-off
+        compile of seconds, then steps several times faster on small and medium models.  Needs
+        a C++ compiler on CPU; if the function cannot be traced as one graph it falls back (with a
+        warning) to a compiled forward + autograd.  A ``CompiledLogDensity`` passed as
+        ``logdensity_fn`` is used as it is.
     Returns an MCMCResult with draws (chain, draw, ...) in constrained space.
     """
     if num_threads is not None:
@@ -156,10 +158,10 @@ def sample(kernel, logdensity_fn, *, num_chains: int, num_warmup: int, num_sampl
     if device.type != generator.device.type:
         raise ValueError(f"generator lives on {generator.device} but the chains on {device}")
     fn = model.logdensity if hasattr(model, "logdensity") and callable(model.logdensity) else model
-    if not isinstance(compile, bool):
-        raise TypeError(f"compile must be True or False, got {compile!r}")
-    if compile:
-        fn = compile_logdensity(fn)
+    if not isinstance(compile, (bool, CompileConfig)):
+        raise TypeError(f"compile must be True, False or a CompileConfig, got {compile!r}")
+    if compile is not False:
+        fn = compile_logdensity(fn, None if compile is True else compile)
 
     # ---- initial positions with finite log density
     random_init = init is None or (callable(init) and not isinstance(init, (torch.Tensor, Mapping)))

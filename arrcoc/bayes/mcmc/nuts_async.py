@@ -308,7 +308,7 @@ def _graph_block(fn: CompiledLogDensity, max_tree_depth: int, max_delta_energy: 
             return (*new, info)
         t = time.perf_counter()
         try:
-            cache[key] = compile_graph(flat, args)
+            cache[key] = compile_graph(flat, args, config=fn.config)
             fn.compile_seconds += time.perf_counter() - t
         except Exception as err:  # noqa: BLE001 - make_fx / inductor failure: try torch.compile next
             if fn.strict:

@@ -133,42 +133,6 @@ def test_batching_validation():
 
 
 @needs_cxx
-def test_compiled_value_and_grad_matches_eager():
-    from arrcoc.bayes.mcmc import value_and_grad
-    c = case("kidiq")
-    fn = CompiledLogDensity(c.model.logdensity)
-    x = torch.randn(4, c.model.dim, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    lp_c, g_c = value_and_grad(fn, x)
-    lp_e, g_e = value_and_grad(c.model.logdensity, x)
-    torch.testing.assert_close(lp_c, lp_e, rtol=1e-10, atol=1e-8)
-    torch.testing.assert_close(g_c, g_e, rtol=1e-10, atol=1e-8)
-    assert fn.fallback_reason is None
-
-
-@needs_cxx
-def test_compiled_falls_back_with_a_warning_and_strict_raises():
-    from arrcoc.bayes.mcmc import value_and_grad
-
-    def data_dependent(x):                       # Python branch on a value: not one graph
-        if float(x.sum()) > 0:
-            return -0.5 * (x * x).sum(-1)
-        return -(x * x).sum(-1)
-    x = torch.ones(2, 3, dtype=torch.float64)
-    fn = CompiledLogDensity(data_dependent)
-    with pytest.warns(RuntimeWarning, match="could not be traced"):
-        lp, g = value_and_grad(fn, x)
-    torch.testing.assert_close(g, -x)
-    torch.testing.assert_close(lp, torch.full((2,), -1.5, dtype=torch.float64))
-    with pytest.raises(RuntimeError, match="torch.compile failed"):
-        CompiledLogDensity(data_dependent, strict=True).value_and_grad(x)
-    with pytest.raises(TypeError, match="callable"):
-        CompiledLogDensity(3)
-    with pytest.raises(TypeError, match="compile"):
-        sample(NUTS(), std_normal, dim=2, num_chains=2, num_warmup=0, num_samples=1,
-               generator=torch.Generator(), compile="yes")
-
-
-@needs_cxx
 def test_compiled_async_dense_metric_after_adaptation_stays_compiled():
     """The adapted dense metric's Cholesky factor comes back column-major; the compiled step must
     keep running compiled (no fallback warning) and sample the right Gaussian."""

@@ -104,7 +104,8 @@ def sample(kernel, logdensity_fn, *, num_chains: int, num_warmup: int, num_sampl
            generator: torch.Generator, init=None, dim: int | None = None, thin: int = 1,
            progress: bool = True, dtype: torch.dtype | None = None, device=None,
            max_init_tries: int = 100, keep_warmup_info: bool = True,
-           num_threads: int | None = None, compile: bool | CompileConfig = False) -> MCMCResult:
+           num_threads: int | None = None,
+           compile: bool | CompileConfig | CompiledLogDensity = False) -> MCMCResult:
     """Run ``kernel`` on ``num_chains`` chains at once: warmup (adaptation), then draws.
 
     kernel: a kernel object (NUTS(), HMC(), RWMH(), Gibbs(...), ParallelTempering(...),
@@ -122,8 +123,9 @@ def sample(kernel, logdensity_fn, *, num_chains: int, num_warmup: int, num_sampl
         compiled graph (``CompiledLogDensity``; with NUTS, the whole leapfrog step): a one-off
         compile of seconds, then steps several times faster on small and medium models.  Needs
         a C++ compiler on CPU; if the function cannot be traced as one graph it falls back (with a
-        warning) to a compiled forward + autograd.  A ``CompiledLogDensity`` passed as
-        ``logdensity_fn`` is used as it is.
+        warning) to a compiled forward + autograd.  A ``CompiledLogDensity`` of this model
+        (``compile_logdensity(model)``) reuses the graphs an earlier run with it compiled, so a
+        second run on the same model, chains and tree depth compiles nothing.
     Returns an MCMCResult with draws (chain, draw, ...) in constrained space.
     """
     if num_threads is not None:
@@ -158,9 +160,17 @@ def sample(kernel, logdensity_fn, *, num_chains: int, num_warmup: int, num_sampl
     if device.type != generator.device.type:
         raise ValueError(f"generator lives on {generator.device} but the chains on {device}")
     fn = model.logdensity if hasattr(model, "logdensity") and callable(model.logdensity) else model
-    if not isinstance(compile, (bool, CompileConfig)):
-        raise TypeError(f"compile must be True, False or a CompileConfig, got {compile!r}")
-    if compile is not False:
+    if isinstance(compile, CompiledLogDensity):           # reuse the graphs an earlier run compiled
+        if isinstance(fn, CompiledLogDensity):
+            raise ValueError("logdensity_fn is already a CompiledLogDensity; pass compile=False")
+        if compile.fn != fn:
+            raise ValueError("compile is a CompiledLogDensity of another function; build it from this "
+                             "model's logdensity (compile_logdensity(model)) or pass compile=True")
+        fn = compile
+    elif not isinstance(compile, (bool, CompileConfig)):
+        raise TypeError(f"compile must be True, False, a CompileConfig or a CompiledLogDensity, "
+                        f"got {compile!r}")
+    elif compile is not False:
         fn = compile_logdensity(fn, None if compile is True else compile)
 
     # ---- initial positions with finite log density
@@ -203,6 +213,8 @@ def sample(kernel, logdensity_fn, *, num_chains: int, num_warmup: int, num_sampl
 
 def _run(kernel, model, fn, x, generator, num_warmup, num_samples, thin, keep_warmup_info, pbar, draw_position):
     t0 = time.perf_counter()
+    # a reused CompiledLogDensity carries an earlier run's compile time: report this run's only
+    compiled_before = fn.compile_seconds if isinstance(fn, CompiledLogDensity) else 0.0
     with torch.no_grad():
         state = kernel.init(x, fn)
         params = kernel.init_params(state, fn, generator)
@@ -215,7 +227,7 @@ def _run(kernel, model, fn, x, generator, num_warmup, num_samples, thin, keep_wa
         draws = {k: v.reshape(unc.shape[:2] + v.shape[1:]) for k, v in model.constrain(flat).items()}
     timings = {"warmup_s": t1 - t0, "sampling_s": t2 - t1}
     if isinstance(fn, CompiledLogDensity):
-        timings["compile_s"] = fn.compile_seconds                      # included in warmup_s
+        timings["compile_s"] = fn.compile_seconds - compiled_before    # this run's; included in warmup_s
     return MCMCResult(draws, info, unc, params, winfo, timings)
 
 

@@ -148,3 +148,33 @@ def test_compiled_hmc_lockstep_samples_the_gaussian():
     assert res.timings["compile_s"] > 0
     assert_moments_exact(res.unconstrained, mu, cov.diagonal().sqrt(), label="compiled HMC")
     check_cov(res.unconstrained, cov)
+
+
+@needs_cxx
+def test_compiled_logdensity_reused_across_runs_compiles_once():
+    """``sample(..., compile=compile_logdensity(model))`` keeps the graphs: the second run on the same
+    model and chain count compiles nothing, reports 0 s, and still returns constrained named draws."""
+    from torch.distributions import constraints
+
+    from arrcoc.bayes.mcmc import Model
+    y = torch.tensor([1.2, 0.4, 2.2, 1.6, 0.9], dtype=torch.float64)
+
+    def log_joint(v):
+        mu, sigma = v["mu"][..., 0], v["sigma"][..., 0]                # (C,)
+        return (torch.distributions.Normal(mu[:, None], sigma[:, None]).log_prob(y).sum(-1)
+                - 0.5 * mu ** 2 - sigma)
+    model = Model(log_joint, {"mu": (1, None), "sigma": (1, constraints.positive)})
+    fn = compile_logdensity(model, vectorize=False)
+    kw = dict(num_chains=4, num_warmup=100, num_samples=100, progress=False, compile=fn)
+    r1 = sample(NUTS(), model, generator=torch.Generator().manual_seed(0), **kw)
+    kernels = dict(fn._kernels)
+    r2 = sample(NUTS(), model, generator=torch.Generator().manual_seed(0), **kw)
+    assert r1.timings["compile_s"] > 0 and r2.timings["compile_s"] == 0
+    assert fn._kernels == kernels                                       # no new graph built
+    torch.testing.assert_close(r2.draws["sigma"], r1.draws["sigma"])    # same seed, same graph: same draws
+    assert bool((r2.draws["sigma"] > 0).all())
+    other = Model(log_joint, {"mu": (1, None), "sigma": (1, constraints.positive)})
+    with pytest.raises(ValueError, match="another function"):
+        sample(NUTS(), other, generator=torch.Generator(), **kw)
+    with pytest.raises(ValueError, match="already a CompiledLogDensity"):
+        sample(NUTS(), fn, dim=2, generator=torch.Generator(), **kw)

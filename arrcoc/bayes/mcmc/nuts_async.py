@@ -261,7 +261,12 @@ def tree_step(state: NUTSTreeState, z: torch.Tensor, u: torch.Tensor, step_size:
                               n_steps, sum_acc, divergent))
     info = torch.stack([done.to(h.dtype), sum_acc / n_steps, divergent.to(h.dtype), prop[:, 2 * d + 1],
                         depth.to(h.dtype), n_steps, step_size], -1)   # (C, 7)
-    return new_state, info
+    # float64 data, step size or log density promote float32 chains' arithmetic: compute in the promoted
+    # dtype but keep the state's own, so a compiled graph is fed what it was built for at the next step
+    dt = state.position.dtype
+    new_state = NUTSTreeState(new_state.position.to(dt), new_state.logdensity.to(dt), new_state.grad.to(dt),
+                              new_state.tree.to(dt), new_state.flags)
+    return new_state, info.to(dt)
 
 
 def _eager_vg(logdensity_fn):
@@ -295,9 +300,8 @@ def tree_block(state: NUTSTreeState, z: torch.Tensor, u: torch.Tensor, step_size
 def _graph_block(fn: CompiledLogDensity, max_tree_depth: int, max_delta_energy: float, args: tuple):
     """The compiled block for these shapes (``compile_graph``: no per-call guards), built on first use;
     None once building it has failed (the dynamo-compiled block takes over)."""
-    a0 = args[0]
-    key = ("nuts_async_graph", max_tree_depth, float(max_delta_energy), len(args), a0.dtype, a0.device,
-           tuple((tuple(t.shape), t.stride()) for t in args))
+    key = ("nuts_async_graph", max_tree_depth, float(max_delta_energy), len(args),
+           tuple((tuple(t.shape), t.stride(), t.dtype, t.device) for t in args))   # the graph checks none
     cache = fn.__dict__.setdefault("_kernels", {})
     if key not in cache:
         vg = functional_value_and_grad(fn.fn)

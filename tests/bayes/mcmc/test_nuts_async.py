@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from arrcoc.bayes.mcmc import NUTS, AdaptationConfig, CompiledLogDensity, sample
-from arrcoc.bayes.mcmc.hmc import hmc_init
+from arrcoc.bayes.mcmc.hmc import HMCState, hmc_init
 from arrcoc.bayes.mcmc.metrics import identity_metric
 from arrcoc.bayes.mcmc.nuts_async import nuts_async_init, nuts_async_step
 
@@ -173,3 +173,42 @@ def test_compiled_nuts_with_untraceable_log_density_warns_and_stays_correct():
         res = sample(NUTS(), guarded, dim=2, num_chains=4, num_warmup=200, num_samples=400,
                      generator=torch.Generator().manual_seed(8), progress=False, compile=True)
     assert_moments_exact(res.unconstrained, torch.zeros(2, dtype=torch.float64), torch.ones(2, dtype=torch.float64))
+
+
+def test_async_step_keeps_the_state_dtype_under_promotion():
+    """float32 chains with a float64 step size and float64 data: the arithmetic promotes, the state
+    must stay float32 (a compiled graph built for float32 inputs must not be fed float64 next)."""
+    mu = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+
+    def logp(x):
+        return -0.5 * ((x - mu) ** 2).sum(-1)                         # float64 for float32 x
+    x = torch.zeros(4, 3)
+    lp = logp(x)
+    g = (mu - x).float()
+    state = nuts_async_init(HMCState(x, lp.float(), g), max_tree_depth=5)
+    gen = torch.Generator().manual_seed(0)
+    metric = identity_metric(4, 3, dtype=torch.float32)
+    for _ in range(12):
+        state, info = nuts_async_step(state, gen, logp, torch.full((4,), 0.3, dtype=torch.float64), metric,
+                                      max_tree_depth=5)
+        assert {t.dtype for t in state[:4]} == {torch.float32}
+        assert info.accept_prob.dtype == torch.float32
+
+
+@needs_cxx
+def test_compiled_async_float32_chains_with_float64_data():
+    """The case that broke: compiled, float32 chains, a model closing over float64 data (step sizes
+    collapsed to 1e-12 when the float64-promoted state was fed to the float32 graph)."""
+    import warnings
+    mu = torch.tensor([1.0, -2.0, 0.5, 3.0], dtype=torch.float64)
+    sd = torch.tensor([0.5, 1.0, 2.0, 0.2], dtype=torch.float64)
+
+    def logp(x):
+        return -0.5 * (((x - mu) / sd) ** 2).sum(-1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        res = sample(NUTS(), logp, dim=4, num_chains=4, num_warmup=200, num_samples=400, dtype=torch.float32,
+                     generator=torch.Generator().manual_seed(4), progress=False, compile=True)
+    assert res.unconstrained.dtype == torch.float32
+    assert float(res.info["num_steps"].double().mean()) < 16                 # (was 900+: step size collapsed)
+    assert_moments_exact(res.unconstrained.double(), mu, sd, label="compiled float32")

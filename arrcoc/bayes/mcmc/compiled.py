@@ -206,6 +206,9 @@ def largest_numel(gm: torch.fx.GraphModule, args: tuple = ()) -> int:
     return max(sizes, default=0)
 
 
+_CHECK_TOL = {torch.float64: 1e-6, torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 3e-2}
+
+
 class CompiledGraph:
     """A guard-free compiled graph (see ``compile_graph``): call it with tensors laid out like the
     example ones; ``vectorized`` (SIMD C++ kernels on CPU) and ``largest_numel`` say what was built."""
@@ -265,6 +268,7 @@ def compile_graph(fn: Callable[..., tuple], args: tuple, check: bool = True,
         if len(got) != len(want):
             raise RuntimeError(f"compiled graph returned {len(got)} outputs, eager {len(want)}")
         for i, (a, b) in enumerate(zip(got, want)):
-            torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6, equal_nan=True,
+            tol = _CHECK_TOL.get(a.dtype, 1e-6)          # fused loops reorder sums: a few ulps per op
+            torch.testing.assert_close(a, b, rtol=tol, atol=tol, equal_nan=True,
                                        msg=lambda m, i=i: f"compiled graph output {i} differs from eager: {m}")
     return CompiledGraph(compiled, simd and on_cpu, numel)

@@ -137,6 +137,7 @@ class CompiledLogDensity:
         self.fallback_reason: str | None = None
         self.compile_seconds = 0.0       # time spent compiling graphs for this log density (wall clock)
         self.graphs: dict[tuple, "CompiledGraph"] = {}   # value-and-gradient graph per input layout
+        self._kernels: dict[tuple, object] = {}          # sampler steps compiled on it (nuts_async), per layout
         self._forward = None
 
     @property

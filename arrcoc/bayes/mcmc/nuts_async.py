@@ -301,8 +301,8 @@ def _graph_block(fn: CompiledLogDensity, max_tree_depth: int, max_delta_energy: 
     """The compiled block for these shapes (``compile_graph``: no per-call guards), built on first use;
     None once building it has failed (the dynamo-compiled block takes over)."""
     key = ("nuts_async_graph", max_tree_depth, float(max_delta_energy), len(args),
-           tuple((tuple(t.shape), t.stride(), t.dtype, t.device) for t in args))   # the graph checks none
-    cache = fn.__dict__.setdefault("_kernels", {})
+           tuple((tuple(t.shape), t.stride(), t.dtype, t.device) for t in args))   # inductor checks no dtype
+    cache = fn._kernels
     if key not in cache:
         vg = functional_value_and_grad(fn.fn)
 
@@ -325,7 +325,7 @@ def _graph_block(fn: CompiledLogDensity, max_tree_depth: int, max_delta_energy: 
 
 def _dynamo_block(fn: CompiledLogDensity, max_tree_depth: int, max_delta_energy: float):
     key = ("nuts_async", max_tree_depth, float(max_delta_energy))
-    cache = fn.__dict__.setdefault("_kernels", {})
+    cache = fn._kernels
     if key not in cache:
         vg = functional_value_and_grad(fn.fn)
 

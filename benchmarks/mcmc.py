@@ -185,7 +185,7 @@ class Run:
     divergent: int
     warmup: int
     draws: int
-    compile_s: float | None = None      # arrcoc compiled: dynamo's compile seconds (inside wall)
+    compile_s: float | None = None      # arrcoc compiled: res.timings['compile_s'] (inside wall)
     note: str = ""
 
     @property

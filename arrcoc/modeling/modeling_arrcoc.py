@@ -41,7 +41,9 @@ class ARRCOCVisionOutput(ModelOutput):
         tokens in region order; zeros where padded.
     attention_mask (B, N_max) long: 1 for real tokens.
     allocation (B, R) long: tokens given to each region (0 = skipped).
-    relevance_mean, relevance_var (B, R): posterior relevance of each region.
+    relevance_mean, relevance_var (B, R): posterior relevance of each region (var = total:
+        aleatoric + epistemic).
+    relevance_epistemic_var (B, R): the part of relevance_var due to scorer-parameter uncertainty.
     region_boxes (B, R, 4): (x0, y0, x1, y1) in pixel_values coordinates.
     token_region (B, N_max) long: region of each token; -1 global thumbnail, -2 padding.
     tokens_per_image (B,) long: global tokens + allocation.sum(-1) (== attention_mask.sum(-1)).
@@ -53,6 +55,7 @@ class ARRCOCVisionOutput(ModelOutput):
     allocation: Tensor | None = None
     relevance_mean: Tensor | None = None
     relevance_var: Tensor | None = None
+    relevance_epistemic_var: Tensor | None = None
     region_boxes: Tensor | None = None
     token_region: Tensor | None = None
     tokens_per_image: Tensor | None = None
@@ -318,7 +321,8 @@ class ARRCOCVisionModel(ARRCOCPreTrainedModel):
             mean, var = posterior.mean, posterior.var
         hidden, attn, token_region, totals = self.assemble(global_tokens, region_feats, allocation, boxes, height, width)
         out = ARRCOCVisionOutput(last_hidden_state=hidden, attention_mask=attn, allocation=allocation,
-                                 relevance_mean=mean, relevance_var=var, region_boxes=boxes,
+                                 relevance_mean=mean, relevance_var=var,
+                                 relevance_epistemic_var=posterior.epistemic_var, region_boxes=boxes,
                                  token_region=token_region, tokens_per_image=totals,
                                  region_features=region_features)
         return out if (return_dict is None or return_dict) else out.to_tuple()

@@ -21,6 +21,8 @@ from typing import Callable, Mapping
 import numpy as np
 import torch
 
+from ._validate import check_generator, check_int, check_real
+
 __all__ = [
     "BayesFactor", "bayes_factor", "BridgeResult", "bridge_sampling", "ELPDResult", "waic", "loo",
     "psis", "gpd_fit", "CompareResult", "compare",
@@ -38,22 +40,48 @@ def _to_tensor(x, name: str) -> torch.Tensor:
     return x.double()
 
 
+def _bad_entries(mask: torch.Tensor, limit: int = 5) -> str:
+    """The first ``limit`` indices where ``mask`` is True, as tuples into the user's array."""
+    idx = [tuple(i) for i in mask.nonzero()[:limit].tolist()]
+    more = int(mask.sum()) - len(idx)
+    return ", ".join(map(str, idx)) + (f" and {more} more" if more > 0 else "")
+
+
+def _check_log_lik_values(ll: torch.Tensor) -> None:
+    """NaN, +inf and -inf log-likelihood entries are errors that name the entries (indices into ``log_lik``).
+
+    -inf is refused, not handled: log p(y_i | θ_s) = -inf says that posterior draw θ_s gives zero
+    probability to an observation the posterior was conditioned on, which cannot happen for draws of
+    that posterior (p(θ_s | y) ∝ p(y | θ_s) p(θ_s) = 0). It means the draws or the log-likelihood are
+    wrong, and neither WAIC (whose p_waic would be inf / NaN) nor PSIS-LOO (infinite importance ratio)
+    has a meaningful value then.
+    """
+    for mask, what in ((torch.isnan(ll), "NaN"), (torch.isposinf(ll), "+inf"), (torch.isneginf(ll), "-inf")):
+        if mask.any():
+            hint = (" (zero likelihood at a posterior draw: the draws are not from the posterior of this "
+                    "data, or the log-likelihood is wrong)" if what == "-inf" else "")
+            raise ValueError(f"log_lik contains {what} values at entries {_bad_entries(mask)} (indices into "
+                             f"log_lik of shape {tuple(ll.shape)}){hint}")
+
+
 def _log_lik_matrix(log_lik, chain_axis: int | None, draw_axis: int):
     """Return (S, P) float64 matrix of log-lik values, the observation shape, and validate input."""
     ll = _to_tensor(log_lik, "log_lik")
+    draw_axis = check_int(draw_axis, "draw_axis")
+    chain_axis = None if chain_axis is None else check_int(chain_axis, "chain_axis")
     axes = [draw_axis] if chain_axis is None else [chain_axis, draw_axis]
     need = len(axes) + 1
     if ll.ndim < need:
         raise ValueError(
             f"log_lik must have shape ({'chain, ' if chain_axis is not None else ''}draw, *obs) with at "
             f"least one observation axis; got shape {tuple(ll.shape)}")
+    for a, name in zip(axes, ["draw_axis"] if chain_axis is None else ["chain_axis", "draw_axis"]):
+        if not -ll.ndim <= a < ll.ndim:
+            raise ValueError(f"{name} = {a} is out of range for log_lik with {ll.ndim} dimensions")
     axes = [a % ll.ndim for a in axes]
     if len(set(axes)) != len(axes):
         raise ValueError(f"chain_axis and draw_axis must differ, got {chain_axis} and {draw_axis}")
-    if torch.isnan(ll).any():
-        raise ValueError("log_lik contains NaN values")
-    if torch.isposinf(ll).any():
-        raise ValueError("log_lik contains +inf values")
+    _check_log_lik_values(ll)
     obs_axes = [a for a in range(ll.ndim) if a not in axes]
     ll = ll.permute(*axes, *obs_axes)
     obs_shape = tuple(ll.shape[len(axes):])
@@ -113,18 +141,66 @@ def bayes_factor(log_evidence_1, log_evidence_2) -> BayesFactor:
 @dataclass(frozen=True)
 class BridgeResult:
     """Result of iterative bridge sampling. ``rel_mse`` is the approximate relative mean-square
-    error of the evidence estimate (Fruhwirth-Schnatter 2004, independent-draws formula)."""
+    error of the evidence estimate (Fruhwirth-Schnatter 2004, independent-draws formula; it assumes the
+    draws are posterior draws). ``converged`` is False when the fixed-point iteration did not settle or a
+    check on the draws failed; ``reason`` then says which (empty when converged)."""
     log_evidence: float
     iterations: int
     converged: bool
     rel_mse: float
     num_posterior: int
     num_proposal: int
+    reason: str = ""
 
     def __str__(self) -> str:
+        tail = f"; NOT CONVERGED: {self.reason}" if self.reason else ""
         return (f"BridgeResult(log_evidence = {self.log_evidence:.4f}, approx. error ~ "
                 f"{math.sqrt(max(self.rel_mse, 0.0)):.2%}, iterations = {self.iterations}, "
-                f"converged = {self.converged}, N_post = {self.num_posterior}, N_prop = {self.num_proposal})")
+                f"converged = {self.converged}, N_post = {self.num_posterior}, N_prop = {self.num_proposal}{tail})")
+
+
+# Draw checks of bridge_sampling, with the reason for each threshold.
+_MIN_CORR_EIG = 1e-10   # smallest eigenvalue of the draws' correlation matrix: below it they lie on a subspace
+_FIT_PER_DIM = 10       # proposal-fit draws per dimension (+ 10): fewer give a covariance too noisy to trust
+_WIDE_FACTOR = 1.5      # the check proposal is 1.5x wider: still covers a well-fitted posterior (finite variance)
+_WIDE_TOL = 0.5         # nats between the bridge and the wide-proposal estimate beyond their Monte Carlo error
+_MIN_ESS_FRACTION = 0.01  # Kish ESS of g / q over the posterior draws: below 1% a handful of draws decide
+_SLOPE_RANGE = (0.4, 2.5)  # d log q / d log g over the wide points; posterior draws give 0.7-1 (see below)
+
+
+def _kish_ess(log_w: torch.Tensor) -> float:
+    """Kish effective sample size of importance weights exp(log_w) (-inf weights count as zero)."""
+    return float(torch.exp(2 * torch.logsumexp(log_w, 0) - torch.logsumexp(2 * log_w, 0)))
+
+
+def _check_draws(draws) -> torch.Tensor:
+    """Posterior draws as (n, d) float64; refuses non-finite, too few and degenerate (flat) draws."""
+    x = _to_tensor(draws, "draws")
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.ndim == 3:
+        x = x.reshape(-1, x.shape[-1])
+    if x.ndim != 2 or x.shape[-1] < 1:
+        raise ValueError(f"draws must have shape (n,), (n, d) or (chain, draw, d), got {tuple(x.shape)}")
+    if not torch.isfinite(x).all():
+        raise ValueError(f"draws contain NaN or inf at entries {_bad_entries(~torch.isfinite(x))}")
+    n, d = x.shape
+    if n < 2 * (d + 2):
+        raise ValueError(f"bridge_sampling needs at least {2 * (d + 2)} draws for d = {d}, got {n}")
+    sd = x.std(0)  # (d,)
+    flat = sd <= 1e-12 * x.abs().amax(0).clamp_min(1.0)
+    if flat.any():
+        raise ValueError(f"draws have (numerically) zero variance in coordinate(s) {flat.nonzero().reshape(-1).tolist()}: "
+                         "bridge sampling needs posterior draws that spread in every dimension (constant draws "
+                         "are not posterior draws of a density on R^d)")
+    if d > 1:
+        z = (x - x.mean(0)) / sd
+        eig = float(torch.linalg.eigvalsh(z.T @ z / (n - 1)).min())
+        if eig < _MIN_CORR_EIG:
+            raise ValueError(f"draws are degenerate: they lie on a lower-dimensional subspace (smallest eigenvalue "
+                             f"of their correlation matrix {eig:.2e} < {_MIN_CORR_EIG:g}); reparameterise to "
+                             "free coordinates before bridge sampling")
+    return x
 
 
 def bridge_sampling(log_density: Callable[[torch.Tensor], torch.Tensor], draws: torch.Tensor, *,
@@ -135,19 +211,23 @@ def bridge_sampling(log_density: Callable[[torch.Tensor], torch.Tensor], draws: 
     ``draws``: posterior draws (n, d) or (chain, draw, d) (1-d parameters may be (n,)). The first half
     fits a multivariate normal proposal g; the second half and ``num_proposal`` (default: as many) draws
     from g enter the Meng-Wong fixed-point iteration for r = Z, run on the log scale.
+
+    Degenerate draws are refused (ValueError): non-finite, fewer than 2 (d + 2), (numerically) constant
+    in a coordinate, confined to a subspace, or at points where ``log_density`` is -inf. Draws that look
+    wrong for ``log_density`` give ``converged=False`` with the ``reason`` (and a RuntimeWarning): too few
+    to fit the proposal (< 10 d + 10), a proposal that covers only a handful of the posterior draws
+    (Kish ESS of g / q below 1%), or an importance-sampling estimate with a 1.5 times wider proposal that
+    disagrees with the bridge estimate (draws narrower or shifted relative to the density they claim to
+    sample, the usual way a wrong evidence looks confident).
     """
-    x = _to_tensor(draws, "draws")
-    if x.ndim == 1:
-        x = x[:, None]
-    if x.ndim == 3:
-        x = x.reshape(-1, x.shape[-1])
-    if x.ndim != 2:
-        raise ValueError(f"draws must have shape (n, d) or (chain, draw, d), got {tuple(x.shape)}")
-    if not torch.isfinite(x).all():
-        raise ValueError("draws contain NaN or inf")
+    if not callable(log_density):
+        raise TypeError(f"log_density must be callable (θ (n, d) -> (n,)), got {type(log_density).__name__}")
+    generator = check_generator(generator)
+    tol = check_real(tol, "tol", low=0.0, low_open=True)
+    max_iter = check_int(max_iter, "max_iter", minimum=1)
+    num_proposal = None if num_proposal is None else check_int(num_proposal, "num_proposal", minimum=2)
+    x = _check_draws(draws)  # (n, d)
     n, d = x.shape
-    if n < 2 * (d + 2):
-        raise ValueError(f"bridge_sampling needs at least {2 * (d + 2)} draws for d = {d}, got {n}")
     perm = torch.randperm(n, generator=generator, device=generator.device).to(x.device)
     fit, post = x[perm[: n // 2]], x[perm[n // 2:]]  # (n1, d), (n2, d)
     mean = fit.mean(0)
@@ -155,9 +235,11 @@ def bridge_sampling(log_density: Callable[[torch.Tensor], torch.Tensor], draws: 
     chol = torch.linalg.cholesky(cov + 1e-12 * torch.eye(d, dtype=x.dtype, device=x.device))
     proposal = torch.distributions.MultivariateNormal(mean, scale_tril=chol)
     n2 = post.shape[0]
-    n1 = n2 if num_proposal is None else int(num_proposal)
-    eps = torch.randn(n1, d, generator=generator, device=generator.device, dtype=x.dtype).to(x.device)
-    prop = mean + eps @ chol.T  # (n1, d)
+    n1 = n2 if num_proposal is None else num_proposal
+    eps = torch.randn(2 * n1, d, generator=generator, device=generator.device, dtype=x.dtype).to(x.device)
+    prop = mean + eps[:n1] @ chol.T  # (n1, d)
+    wide = mean + _WIDE_FACTOR * eps[n1:] @ chol.T  # (n1, d) draws of the check proposal
+    wide_dist = torch.distributions.MultivariateNormal(mean, scale_tril=_WIDE_FACTOR * chol)
 
     def logq(t):
         out = torch.as_tensor(log_density(t)).double()
@@ -165,10 +247,16 @@ def bridge_sampling(log_density: Callable[[torch.Tensor], torch.Tensor], draws: 
             raise ValueError(f"log_density must map (n, d) to (n,), got {tuple(out.shape)}")
         return out
     with torch.no_grad():
-        l_post = logq(post) - proposal.log_prob(post)  # (n2,) log p/g at posterior draws
+        q_post = logq(post)  # (n2,)
+        l_post = q_post - proposal.log_prob(post)  # (n2,) log p/g at posterior draws
         l_prop = logq(prop) - proposal.log_prob(prop)  # (n1,) log p/g at proposal draws
-    if torch.isnan(l_post).any() or torch.isnan(l_prop).any() or torch.isposinf(l_post).any():
+        q_wide, g_wide = logq(wide), proposal.log_prob(wide)  # (n1,) each
+        l_wide = q_wide - wide_dist.log_prob(wide)  # (n1,)
+    if torch.isnan(l_post).any() or torch.isnan(l_prop).any() or torch.isnan(l_wide).any() or torch.isposinf(l_post).any():
         raise ValueError("log_density returned NaN (or +inf) at some draws")
+    if torch.isneginf(q_post).any():
+        raise ValueError(f"log_density is -inf at {int(torch.isneginf(q_post).sum())} of the posterior draws: "
+                         "they are not draws of this posterior (it has zero density there)")
     s1, s2 = n2 / (n1 + n2), n1 / (n1 + n2)  # weights of posterior and proposal samples
     ls1, ls2 = math.log(s1), math.log(s2)
     logr = float(torch.median(l_post))
@@ -183,14 +271,50 @@ def bridge_sampling(log_density: Callable[[torch.Tensor], torch.Tensor], draws: 
         if delta < tol:
             converged = True
             break
-    if not converged:
-        warnings.warn(f"bridge_sampling did not converge in {max_iter} iterations", RuntimeWarning)
+    reasons = [] if converged else [f"the fixed-point iteration did not converge in {max_iter} iterations"]
     # relative MSE (independent draws): f1 at proposal draws, f2 at posterior draws, both divided by r
     lr = torch.tensor(logr, dtype=x.dtype)
     f1 = torch.exp(l_prop - lr - torch.logaddexp(ls1 + l_prop - lr, torch.tensor(ls2, dtype=x.dtype)))
     f2 = torch.exp(-torch.logaddexp(ls1 + l_post - lr, torch.tensor(ls2, dtype=x.dtype)))
     rel_mse = float(f1.var() / f1.mean() ** 2 / n1 + f2.var() / f2.mean() ** 2 / n2)
-    return BridgeResult(logr, it, converged, rel_mse, n2, n1)
+    reasons += _draw_diagnostics(fit.shape[0], d, l_post, l_wide, logr, rel_mse, q_wide, g_wide)
+    if reasons:
+        warnings.warn("bridge_sampling: " + "; ".join(reasons), RuntimeWarning)
+    return BridgeResult(logr, it, not reasons, rel_mse, n2, n1, "; ".join(reasons))
+
+
+def _draw_diagnostics(n_fit: int, d: int, l_post: torch.Tensor, l_wide: torch.Tensor, logr: float,
+                      rel_mse: float, q_wide: torch.Tensor, g_wide: torch.Tensor) -> list[str]:
+    """Reasons to distrust a bridge estimate although the iteration converged (empty list: none).
+
+    The slope check: over the wide-proposal points, log q regressed on log g has slope ~1 when g, fitted
+    to posterior draws, has the posterior's shape (0.7 to 1 measured for Gaussian, Student-t and Gamma
+    posteriors), ~0 when log_density is flat over the draws (draws far narrower than the posterior:
+    the -28.2-for-0 failure), and >> 1 when the draws are far wider than the posterior."""
+    out = []
+    ok = torch.isfinite(q_wide)
+    a, b = q_wide[ok] - q_wide[ok].mean(), g_wide[ok] - g_wide[ok].mean()
+    slope = float((a * b).sum() / (b * b).sum()) if int(ok.sum()) > 2 else math.nan
+    if not _SLOPE_RANGE[0] <= slope <= _SLOPE_RANGE[1]:
+        out.append(f"the draws do not match log_density: log q varies {slope:.3g} times as fast as the log density "
+                   f"of the proposal fitted to the draws (expected ~1 for posterior draws; "
+                   f"{'draws narrower than the posterior' if slope < 1 else 'draws wider than the posterior'})")
+    if n_fit < _FIT_PER_DIM * d + 10:
+        out.append(f"too few draws: {n_fit} fitted the proposal for d = {d} (need >= {_FIT_PER_DIM * d + 10}, "
+                   f"i.e. >= {2 * (_FIT_PER_DIM * d + 10)} draws)")
+    ess = _kish_ess(-l_post)
+    if ess < _MIN_ESS_FRACTION * l_post.numel():
+        out.append(f"the proposal fitted to the draws does not cover them: importance ESS of g / q over the "
+                   f"posterior draws is {ess:.1f} of {l_post.numel()}")
+    n_w = l_wide.numel()
+    log_wide = float(torch.logsumexp(l_wide, 0)) - math.log(n_w)  # IS estimate of log Z, wider proposal
+    ess_w = max(_kish_ess(l_wide), 1.0)
+    se = math.sqrt(max(rel_mse, 0.0)) + 1.0 / math.sqrt(ess_w)  # both estimates' relative errors
+    if abs(log_wide - logr) > _WIDE_TOL + 3 * se:
+        out.append(f"the draws do not match log_density: an importance-sampling estimate with a "
+                   f"{_WIDE_FACTOR}x wider proposal gives log Z = {log_wide:.3f}, the bridge estimate "
+                   f"{logr:.3f} (draws narrower than, or shifted from, the posterior they should sample)")
+    return out
 
 
 # ------------------------------------------------------------------------------------ PSIS and GPD

@@ -28,6 +28,7 @@ from typing import Callable, Sequence
 import torch
 import torch.distributed as dist
 
+from ._validate import check_finite_tensor, check_generator, check_int
 from .vi.svi import VIConfig, VIResult, fit_vi
 
 __all__ = [
@@ -50,9 +51,13 @@ def setup(backend: str | None = None, *, rank: int | None = None, world_size: in
     environment (torchrun / accelerate). With NCCL the local CUDA device is selected."""
     if dist.is_initialized():
         return rank_and_world()
+    if backend is not None and backend not in ("gloo", "nccl", "mpi", "ucc"):
+        raise ValueError(f"backend must be 'gloo', 'nccl', 'mpi', 'ucc' or None, got {backend!r}")
     backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
     rank = int(os.environ.get("RANK", 0)) if rank is None else rank
     world_size = int(os.environ.get("WORLD_SIZE", 1)) if world_size is None else world_size
+    world_size = check_int(world_size, "world_size", minimum=1)
+    rank = check_int(rank, "rank", minimum=0, maximum=world_size - 1)
     if init_method is None:
         os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
         os.environ.setdefault("MASTER_PORT", "29500")
@@ -74,6 +79,12 @@ def shard(data: torch.Tensor | Sequence[torch.Tensor], rank: int | None = None, 
     differ by at most one (``torch.tensor_split``)."""
     if rank is None or world_size is None:
         rank, world_size = rank_and_world()
+    rank, world_size = check_int(rank, "rank", minimum=0), check_int(world_size, "world_size", minimum=1)
+    if not isinstance(data, (torch.Tensor, list, tuple)) or (not isinstance(data, torch.Tensor) and (
+            not data or not all(isinstance(t, torch.Tensor) and t.ndim >= 1 for t in data))):
+        raise TypeError(f"data must be a tensor or a non-empty sequence of tensors with rows, got {type(data).__name__}")
+    if isinstance(data, torch.Tensor) and data.ndim < 1:
+        raise ValueError("data must have a row dimension (dim 0), got a 0-d tensor")
     if not 0 <= rank < world_size:
         raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
     single = isinstance(data, torch.Tensor)
@@ -151,15 +162,24 @@ def distributed_mh(log_prior: Callable, local_log_lik: Callable, init: torch.Ten
     draws, so every rank takes the same decision). Uses ``arrcoc.bayes.mcmc`` kernels."""
     from .mcmc.metrics import identity_metric
     from .mcmc.mh import rwmh_init, rwmh_step
-    if init.ndim != 2:
+    for name, fn in (("log_prior", log_prior), ("local_log_lik", local_log_lik)):
+        if not callable(fn):
+            raise TypeError(f"{name} must be callable, got {type(fn).__name__}")
+    check_finite_tensor(init, "init")
+    if init.ndim != 2 or init.shape[0] < 1 or init.shape[1] < 1:
         raise ValueError(f"init must have shape (num_chains, dim), got {tuple(init.shape)}")
-    if num_samples < 1 or thin < 1:
-        raise ValueError("num_samples and thin must be >= 1")
+    num_samples, thin = check_int(num_samples, "num_samples", minimum=1), check_int(thin, "thin", minimum=1)
+    generator = check_generator(generator)
     c, d = init.shape
     logdensity = distributed_logdensity(log_prior, local_log_lik, group)
-    step = torch.as_tensor(step_size, dtype=init.dtype, device=init.device).expand(c).clone()
-    if not (step > 0).all():
-        raise ValueError("step_size must be positive")
+    if isinstance(step_size, bool) or not isinstance(step_size, (int, float, torch.Tensor)):
+        raise TypeError(f"step_size must be a number or a tensor, got {type(step_size).__name__}")
+    step = torch.as_tensor(step_size, dtype=init.dtype, device=init.device)
+    if step.numel() not in (1, c):
+        raise ValueError(f"step_size must be a scalar or have {c} entries (one per chain), got shape {tuple(step.shape)}")
+    step = step.reshape(-1).expand(c).clone()
+    if not (torch.isfinite(step) & (step > 0)).all():
+        raise ValueError(f"step_size must be finite and > 0, got {step.tolist()[:5]}")
     metric = identity_metric(c, d, False, init.dtype, init.device)
     state = rwmh_init(init, logdensity)
     if not torch.isfinite(state.logdensity).all():
@@ -182,6 +202,11 @@ def data_parallel_vi(log_likelihood: Callable, prior, dim: int, local_data, *, g
     gradient), and the per-step ELBO values are averaged too so that every rank stops at the same step.
     The generator must be seeded identically on all ranks. Minibatching (``batch_size``) is per shard."""
     _, world = rank_and_world(group)
+    if not callable(log_likelihood):
+        raise TypeError(f"log_likelihood must be callable, got {type(log_likelihood).__name__}")
+    generator = check_generator(generator)
+    if not isinstance(local_data, (torch.Tensor, list, tuple)):
+        raise TypeError(f"local_data must be a tensor or a sequence of tensors, got {type(local_data).__name__}")
     data = (local_data,) if isinstance(local_data, torch.Tensor) else tuple(local_data)
 
     def scaled(z, *batch):
@@ -233,18 +258,27 @@ def spawn(fn: Callable, world_size: int, *args, backend: str = "gloo") -> None:
     """Run ``fn(rank, world_size, *args)`` in ``world_size`` fresh processes with an initialised
     process group on a free localhost port (``fn`` must be importable: a module-level function)."""
     import torch.multiprocessing as mp
-    if world_size < 1:
-        raise ValueError(f"world_size must be >= 1, got {world_size}")
+    if not callable(fn):
+        raise TypeError(f"fn must be callable, got {type(fn).__name__}")
+    world_size = check_int(world_size, "world_size", minimum=1)
     mp.spawn(_spawn_entry, args=(fn, world_size, find_free_port(), backend, args), nprocs=world_size, join=True)
+
+
+def _check_launch(script, nprocs) -> tuple[str, int]:
+    if not isinstance(script, (str, os.PathLike)) or not str(script):
+        raise TypeError(f"script must be a non-empty path, got {script!r}")
+    return str(script), check_int(nprocs, "nprocs", minimum=1)
 
 
 def torchrun_command(script: str, nprocs: int, *script_args: str) -> list[str]:
     """argv for ``torchrun --standalone --nproc_per_node=N script ...`` (call ``setup()`` in the script)."""
+    script, nprocs = _check_launch(script, nprocs)
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nprocs}", script,
             *map(str, script_args)]
 
 
 def accelerate_command(script: str, nprocs: int, *script_args: str, cpu: bool = True) -> list[str]:
     """argv for ``accelerate launch --num_processes N [--cpu] script ...`` (call ``setup()`` in the script)."""
+    script, nprocs = _check_launch(script, nprocs)
     return [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(nprocs),
             *(["--cpu"] if cpu else []), script, *map(str, script_args)]

@@ -21,6 +21,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, jacrev
 
+from ._validate import check_finite_tensor, check_generator, check_int, check_real
+
 __all__ = ["LaplaceConfig", "LaplaceResult", "find_map", "laplace", "NNLaplaceResult", "laplace_nn", "factor_precision"]
 
 
@@ -33,12 +35,34 @@ class LaplaceConfig:
     grad_warn: float = 1e-4      # warn if the final max |gradient| exceeds this (not at a mode)
     jitter: float | None = None  # None: raise on a non-PD Hessian; float: add jitter * I with a warning
 
+    def __post_init__(self):
+        for name in ("max_iter", "history_size"):
+            object.__setattr__(self, name, check_int(getattr(self, name), name, minimum=1))
+        for name in ("tolerance_grad", "tolerance_change", "grad_warn"):
+            object.__setattr__(self, name, check_real(getattr(self, name), name, low=0.0))
+        object.__setattr__(self, "jitter", _check_jitter(self.jitter))
+
+
+def _check_jitter(jitter) -> float | None:
+    return None if jitter is None else check_real(jitter, "jitter", low=0.0, low_open=True)
+
+
+def _check_config(config) -> "LaplaceConfig":
+    if config is None:
+        return LaplaceConfig()
+    if not isinstance(config, LaplaceConfig):
+        raise TypeError(f"config must be a LaplaceConfig, got {type(config).__name__}")
+    return config
+
 
 def find_map(neg_log_joint: Callable[[torch.Tensor], torch.Tensor], init: torch.Tensor,
              config: LaplaceConfig | None = None) -> tuple[torch.Tensor, float, float]:
     """Minimise ``neg_log_joint`` (θ (d,) -> scalar) by L-BFGS with strong-Wolfe line search.
     Returns (θ*, objective at θ*, max |gradient| at θ*)."""
-    cfg = config or LaplaceConfig()
+    cfg = _check_config(config)
+    if not callable(neg_log_joint):
+        raise TypeError(f"neg_log_joint must be callable, got {type(neg_log_joint).__name__}")
+    check_finite_tensor(init, "init")
     theta = init.detach().clone().requires_grad_(True)
     opt = torch.optim.LBFGS([theta], lr=1.0, max_iter=cfg.max_iter, history_size=cfg.history_size,
                             tolerance_grad=cfg.tolerance_grad, tolerance_change=cfg.tolerance_change,
@@ -73,6 +97,12 @@ def factor_precision(h: torch.Tensor, jitter: float | None = None, what: str = "
     """Cholesky factor of a precision matrix h (d, d), or sqrt of a diagonal precision (d,).
     Not (numerically) positive definite: ValueError, or with ``jitter`` add jitter * I and warn.
     Returns (factor, jitter used)."""
+    jitter = _check_jitter(jitter)
+    if not isinstance(h, torch.Tensor):
+        raise TypeError(f"h must be a torch.Tensor, got {type(h).__name__}")
+    if not h.is_floating_point() or h.ndim not in (1, 2) or (h.ndim == 2 and h.shape[0] != h.shape[1]) or h.numel() == 0:
+        raise ValueError(f"h must be a non-empty floating (d, d) precision matrix or its (d,) diagonal, got "
+                         f"shape {tuple(h.shape)} and dtype {h.dtype}")
     if not torch.isfinite(h).all():
         raise ValueError(f"the {what} at the mode contains NaN or inf")
     ok, eig = _pd_ok(h)
@@ -108,10 +138,11 @@ class LaplaceResult:
     def dist(self) -> torch.distributions.MultivariateNormal:
         return torch.distributions.MultivariateNormal(self.mode, scale_tril=self.scale_tril)
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """n draws (n, d) from the Laplace approximation."""
+        n, generator = check_int(n, "n", minimum=1), check_generator(generator)
         eps = torch.randn(n, self.mode.shape[-1], generator=generator, dtype=self.mode.dtype,
-                          device=generator.device if generator is not None else self.mode.device).to(self.mode.device)
+                          device=generator.device).to(self.mode.device)
         return self.mode + eps @ self.scale_tril.T
 
     def __str__(self) -> str:
@@ -125,13 +156,18 @@ def laplace(log_joint: Callable[[torch.Tensor], torch.Tensor], init: torch.Tenso
             config: LaplaceConfig | None = None, jitter: float | None = None) -> LaplaceResult:
     """Laplace approximation of the posterior ∝ exp(log_joint(θ)), θ (d,) -> scalar (log p(y, θ),
     normalised, so that the evidence is meaningful). ``optimize=False`` takes ``init`` as the mode."""
-    cfg = config or LaplaceConfig()
-    jitter = cfg.jitter if jitter is None else jitter
+    cfg = _check_config(config)
+    jitter = cfg.jitter if jitter is None else _check_jitter(jitter)
+    if not callable(log_joint):
+        raise TypeError(f"log_joint must be callable, got {type(log_joint).__name__}")
+    if isinstance(init, (str, bytes)) or init is None:
+        raise TypeError(f"init must be a 1-d tensor (d,), got {type(init).__name__}")
     init = torch.as_tensor(init)
-    if init.ndim != 1:
-        raise ValueError(f"init must be a 1-d tensor (d,), got shape {tuple(init.shape)}")
+    if init.ndim != 1 or init.numel() == 0:
+        raise ValueError(f"init must be a non-empty 1-d tensor (d,), got shape {tuple(init.shape)}")
     if not init.is_floating_point():
         init = init.double()
+    check_finite_tensor(init, "init")
     neg = lambda t: -log_joint(t)  # noqa: E731
     if optimize:
         mode, val, gmax = find_map(neg, init, cfg)
@@ -222,16 +258,26 @@ def laplace_nn(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, likelihood
     (y (N,) class indices, softmax of f(x)). ``subset``: "all" or "last_layer" (the last nn.Linear;
     other parameters stay fixed). ``fit_map``: first run L-BFGS on the selected parameters.
     """
-    cfg = config or LaplaceConfig()
-    jitter = cfg.jitter if jitter is None else jitter
+    cfg = _check_config(config)
+    jitter = cfg.jitter if jitter is None else _check_jitter(jitter)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_finite_tensor(X, "X")
+    if not isinstance(y, torch.Tensor):
+        raise TypeError(f"y must be a torch.Tensor, got {type(y).__name__}")
+    check_finite_tensor(y, "y", floating=likelihood != "classification")
+    if X.ndim < 1 or X.shape[0] < 1:
+        raise ValueError(f"X must have at least one row, got shape {tuple(X.shape)}")
+    sigma_noise = check_real(sigma_noise, "sigma_noise", low=0.0, low_open=True)
+    prior_precision = check_real(prior_precision, "prior_precision", low=0.0, low_open=True)
+    if not isinstance(fit_map, bool):
+        raise TypeError(f"fit_map must be a bool, got {type(fit_map).__name__}")
     if likelihood not in ("regression", "classification"):
         raise ValueError(f"likelihood must be 'regression' or 'classification', got {likelihood!r}")
     if hessian not in ("full", "diag", "ggn", "ggn_diag"):
         raise ValueError(f"hessian must be 'full', 'diag', 'ggn' or 'ggn_diag', got {hessian!r}")
     if X.shape[0] != y.shape[0]:
         raise ValueError(f"X and y need the same number of rows, got {X.shape[0]} and {y.shape[0]}")
-    if sigma_noise <= 0 or prior_precision <= 0:
-        raise ValueError("sigma_noise and prior_precision must be positive")
     if subset == "all":
         sel = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     elif subset == "last_layer":

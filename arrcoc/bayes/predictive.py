@@ -18,12 +18,19 @@ import torch
 from torch.distributions import (Bernoulli, Categorical, Distribution, Gamma, Independent, MultivariateNormal,
                                  Normal, Poisson)
 
+from ._validate import check_generator, check_int, check_probability
+
 __all__ = ["sample_distribution", "posterior_predictive", "variance_decomposition", "credible_interval",
            "PredictiveSummary", "predictive_summary"]
 
 
 def _num_draws(draws) -> int:
     if isinstance(draws, dict):
+        if not draws:
+            raise ValueError("draws is an empty dict; pass at least one tensor (S, ...)")
+        for k, v in draws.items():
+            if not isinstance(v, torch.Tensor) or v.ndim < 1:
+                raise TypeError(f"draws[{k!r}] must be a tensor (S, ...), got {type(v).__name__}")
         sizes = {k: v.shape[0] for k, v in draws.items()}
         if len(set(sizes.values())) != 1:
             raise ValueError(f"all draws need the same number of draws along dim 0, got {sizes}")
@@ -34,6 +41,9 @@ def _num_draws(draws) -> int:
 
 
 def _call(likelihood_fn, draws) -> Distribution:
+    if not callable(likelihood_fn):
+        raise TypeError(f"likelihood_fn must be callable (draws -> Distribution), got {type(likelihood_fn).__name__}")
+    _num_draws(draws)
     dist = likelihood_fn(draws)
     if not isinstance(dist, Distribution):
         raise TypeError(f"likelihood_fn must return a torch.distributions.Distribution, got {type(dist).__name__}")
@@ -44,17 +54,31 @@ def _call(likelihood_fn, draws) -> Distribution:
 
 
 def sample_distribution(dist: Distribution, sample_shape=(), generator: torch.Generator | None = None) -> torch.Tensor:
-    """``dist.sample(sample_shape)`` driven by an explicit generator. Normal, MultivariateNormal,
-    Independent, Bernoulli, Categorical, Poisson and Gamma are sampled directly; other distributions
-    under a forked global RNG seeded from ``generator`` (reproducible, global state untouched)."""
+    """``dist.sample(sample_shape)`` driven by an explicit generator (required: None raises TypeError,
+    the global RNG is never used). Normal, MultivariateNormal, Independent, Bernoulli, Categorical,
+    Poisson and Gamma are sampled directly; other distributions under a forked global RNG seeded from
+    ``generator`` (reproducible, global state untouched)."""
+    if not isinstance(dist, Distribution):
+        raise TypeError(f"dist must be a torch.distributions.Distribution, got {type(dist).__name__}")
+    generator = check_generator(generator)
+    if isinstance(sample_shape, int) and not isinstance(sample_shape, bool):
+        sample_shape = (sample_shape,)
+    try:
+        sample_shape = torch.Size([check_int(k, "sample_shape", minimum=0) for k in sample_shape])
+    except TypeError:
+        raise TypeError(f"sample_shape must be a sequence of non-negative ints, got {sample_shape!r}") from None
+    return _sample(dist, sample_shape, generator)
+
+
+def _sample(dist: Distribution, sample_shape: torch.Size, generator: torch.Generator) -> torch.Tensor:
     shape = torch.Size(sample_shape) + dist.batch_shape + dist.event_shape
-    dev = generator.device if generator is not None else None
+    dev = generator.device
 
     def randn(sh, like):
         return torch.randn(sh, generator=generator, dtype=like.dtype, device=dev or like.device).to(like.device)
     with torch.no_grad():
         if isinstance(dist, Independent):
-            return sample_distribution(dist.base_dist, sample_shape, generator)
+            return _sample(dist.base_dist, sample_shape, generator)
         if isinstance(dist, Normal):
             return dist.loc + dist.scale * randn(shape, dist.loc)
         if isinstance(dist, MultivariateNormal):
@@ -82,8 +106,8 @@ def sample_distribution(dist: Distribution, sample_shape=(), generator: torch.Ge
 def posterior_predictive(likelihood_fn, draws, *, generator: torch.Generator | None, num_per_draw: int = 1) -> torch.Tensor:
     """Draws from the posterior predictive: for each posterior draw θ_s, ``num_per_draw`` draws of
     y~ ~ p(y | θ_s). Returns (S * num_per_draw, *obs) (draw-major)."""
-    if num_per_draw < 1:
-        raise ValueError(f"num_per_draw must be >= 1, got {num_per_draw}")
+    num_per_draw = check_int(num_per_draw, "num_per_draw", minimum=1)
+    generator = check_generator(generator)
     dist = _call(likelihood_fn, draws)
     y = sample_distribution(dist, (num_per_draw,), generator)  # (m, S, *obs)
     return y.transpose(0, 1).reshape(-1, *y.shape[2:])
@@ -106,13 +130,21 @@ def variance_decomposition(likelihood_fn, draws) -> tuple[torch.Tensor, torch.Te
 def credible_interval(samples: torch.Tensor, prob: float = 0.9, *, dim: int = 0, method: str = "eti") -> torch.Tensor:
     """Central (``"eti"``) or highest-density (``"hdi"``, shortest window of sorted draws; for
     unimodal distributions) interval of mass ``prob`` along ``dim``. Returns (*rest, 2)."""
-    if not 0 < prob < 1:
-        raise ValueError(f"prob must be in (0, 1), got {prob}")
-    x = torch.as_tensor(samples)
+    prob = check_probability(prob, "prob")
+    if type(samples).__module__ == "numpy" and hasattr(samples, "__array__"):
+        samples = torch.as_tensor(samples)
+    if not isinstance(samples, torch.Tensor):
+        raise TypeError(f"samples must be a torch.Tensor, got {type(samples).__name__}")
+    dim = check_int(dim, "dim")
+    if not -max(samples.ndim, 1) <= dim < max(samples.ndim, 1) or samples.ndim == 0:
+        raise ValueError(f"dim = {dim} is out of range for samples of shape {tuple(samples.shape)}")
+    x = samples
     if not x.is_floating_point():
         x = x.double()
     if torch.isnan(x).any():
         raise ValueError("samples contain NaN")
+    if method not in ("eti", "hdi"):
+        raise ValueError(f"method must be 'eti' or 'hdi', got {method!r}")
     x = x.movedim(dim, -1)
     n = x.shape[-1]
     if n < 2:
@@ -156,6 +188,9 @@ class PredictiveSummary:
 def predictive_summary(likelihood_fn, draws, *, generator: torch.Generator | None, prob: float = 0.9,
                        num_per_draw: int = 1, method: str = "eti") -> PredictiveSummary:
     """Posterior predictive draws, their credible interval, and the aleatoric / epistemic split."""
+    generator, prob = check_generator(generator), check_probability(prob, "prob")
+    if method not in ("eti", "hdi"):
+        raise ValueError(f"method must be 'eti' or 'hdi', got {method!r}")
     mean, alea, epi = variance_decomposition(likelihood_fn, draws)
     ys = posterior_predictive(likelihood_fn, draws, generator=generator, num_per_draw=num_per_draw)
     return PredictiveSummary(mean, alea, epi, credible_interval(ys, prob, dim=0, method=method), prob, ys)

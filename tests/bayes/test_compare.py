@@ -217,3 +217,67 @@ def test_elpd_bad_input(gen):
         C.compare({"a": C.loo(ll), "b": C.waic(ll)})
     with pytest.raises(TypeError):
         C.loo("not an array")
+
+
+# ------------------------------------------------------------- degenerate draws and -inf log-likelihoods
+def _std_normal_log_q(t):  # (n, d) -> (n,): a normalised N(0, I) density, so the true log evidence is 0
+    return Normal(torch.tensor(0.0, dtype=F64), 1.0).log_prob(t).sum(-1)
+
+
+@pytest.mark.parametrize("case", ["constant", "constant_2d", "collinear"])
+def test_bridge_sampling_refuses_degenerate_draws(gen, case):
+    """Constant or collinear draws used to give a confident wrong log Z (about -13 for a true 0) with converged=True."""
+    x = {"constant": torch.zeros(200, 1, dtype=F64), "constant_2d": torch.full((200, 2), 0.5, dtype=F64),
+         "collinear": torch.randn(400, 1, generator=gen, dtype=F64).expand(400, 2).clone()}[case]
+    with pytest.raises(ValueError, match="draws"):
+        C.bridge_sampling(_std_normal_log_q, x, generator=gen)
+
+
+@pytest.mark.parametrize("case", ["narrow", "flat", "wide", "shifted", "too_few"])
+def test_bridge_sampling_flags_draws_that_do_not_fit_the_density(gen, case):
+    """Draws that are not draws of log_density: converged=False with the reason, and a RuntimeWarning."""
+    z = torch.randn(400, 1, generator=gen, dtype=F64)
+    x = {"narrow": 0.01 * z, "flat": 3.0 + 1e-6 * z, "wide": 3.0 * z, "shifted": 2.0 + z, "too_few": z[:30]}[case]
+    with pytest.warns(RuntimeWarning, match="bridge_sampling"):
+        res = C.bridge_sampling(_std_normal_log_q, x, generator=gen)
+    assert not res.converged and res.reason and "NOT CONVERGED" in str(res)
+    assert ("too few" in res.reason) == (case == "too_few")
+
+
+def test_bridge_sampling_good_draws_converge_without_reason(gen):
+    for d in (1, 3):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            res = C.bridge_sampling(_std_normal_log_q, torch.randn(2000, d, generator=gen, dtype=F64), generator=gen)
+        assert res.converged and res.reason == "" and abs(res.log_evidence) < 0.05
+
+
+def test_bridge_sampling_bad_settings(gen):
+    x = torch.randn(200, 1, generator=gen, dtype=F64)
+    with pytest.raises(TypeError, match="generator"):
+        C.bridge_sampling(_std_normal_log_q, x, generator="seed")
+    with pytest.raises(TypeError, match="generator"):
+        C.bridge_sampling(_std_normal_log_q, x, generator=np.random.default_rng(0))
+    with pytest.raises(ValueError, match="max_iter"):
+        C.bridge_sampling(_std_normal_log_q, x, generator=gen, max_iter=0)
+    with pytest.raises(ValueError, match="tol"):
+        C.bridge_sampling(_std_normal_log_q, x, generator=gen, tol=float("nan"))
+    with pytest.raises(TypeError, match="num_proposal"):
+        C.bridge_sampling(_std_normal_log_q, x, generator=gen, num_proposal=10.5)
+    with pytest.raises(ValueError, match="-inf"):  # posterior draws where the posterior has no density
+        C.bridge_sampling(lambda t: torch.where(t[:, 0] > 0, _std_normal_log_q(t), -math.inf), x, generator=gen)
+
+
+def test_waic_and_loo_name_the_infinite_log_lik_entries(gen):
+    """waic returned NaN for one -inf entry and loo blamed "log_ratios"; both now name log_lik[(0, 3, 2)]."""
+    ll = _log_lik(gen)
+    for value, what in ((-math.inf, "-inf"), (math.inf, r"\+inf"), (math.nan, "NaN")):
+        bad = ll.clone()
+        bad[0, 3, 2] = value
+        for fn in (C.waic, C.loo):
+            with pytest.raises(ValueError, match=rf"log_lik contains {what} values at entries \(0, 3, 2\)"):
+                fn(bad)
+    with pytest.raises(TypeError, match="draw_axis"):
+        C.waic(ll, draw_axis=1.5)
+    with pytest.raises(ValueError, match="chain_axis"):
+        C.loo(ll, chain_axis=7)

@@ -239,3 +239,30 @@ def test_cuda_matches_cpu():
         assert pred.sample().device.type == "cuda"
     nig = NormalInverseGamma(0.0, 1.0, 2.0, 1.0).to(dev, dt).dist()
     assert nig.sample((4,), generator=gen).device.type == "cuda"
+
+
+@pytest.mark.parametrize("scale", [1e-20, 1e-30, 1e20])
+def test_float32_normal_normal_extreme_prior_scale_is_exact(scale):
+    """float32 NormalNormal with scale 1e-20 gave a NaN posterior mean (1/scale^2 overflowed)."""
+    x = torch.tensor([0.3, -1.2, 2.0, 0.7])
+    f32 = NormalNormal(torch.tensor(0.5), torch.tensor(scale), torch.tensor(1.0))
+    f64 = NormalNormal(torch.tensor(0.5, dtype=torch.float64), torch.tensor(scale, dtype=torch.float64),
+                       torch.tensor(1.0, dtype=torch.float64))
+    post32, post64 = f32.update(x), f64.update(x.double())
+    assert post32.loc.dtype == torch.float32
+    torch.testing.assert_close(post32.loc.double(), post64.loc, rtol=1e-6, atol=0)
+    torch.testing.assert_close(post32.scale.double(), post64.scale, rtol=1e-6, atol=0)
+    if scale < 1:  # the data cannot move so tight a prior
+        assert float(post32.loc) == pytest.approx(0.5, abs=1e-6) and float(post32.scale) == pytest.approx(scale, rel=1e-6)
+    else:  # a very wide prior gives (nearly) the flat-prior posterior N(xbar, 1 / N)
+        assert float(post32.loc) == pytest.approx(float(x.mean()), rel=1e-6) and float(post32.scale) == pytest.approx(0.5, rel=1e-6)
+    ev32, ev64 = f32.log_evidence(x), f64.log_evidence(x.double())
+    assert torch.isfinite(ev32) and float(ev32) == pytest.approx(float(ev64), rel=1e-6)
+
+
+def test_float32_normal_normal_posterior_scale_that_underflows_is_refused():
+    prior = NormalNormal(torch.tensor(0.0), torch.tensor(1e-30), torch.tensor(1e-30))  # posterior scale ~7e-31 ok
+    assert float(prior.update(torch.zeros(1)).scale) > 0
+    tiny = NormalNormal(torch.tensor(0.0), torch.tensor(1.0), torch.tensor(1e-45))  # the smallest float32 subnormal
+    with pytest.raises(ValueError, match="posterior scale is not representable in torch.float32"):
+        tiny.update(torch.zeros(100))  # posterior scale 1.4e-46 rounds to 0 in float32

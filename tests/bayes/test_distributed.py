@@ -110,3 +110,23 @@ def test_shard_and_commands():
     with pytest.raises(ValueError, match="init"):
         D.distributed_mh(_log_prior, _local_log_lik(*_data()), torch.zeros(DIM), num_samples=5, step_size=0.1,
                          generator=torch.Generator())
+
+
+def test_distributed_boundary_checks(gen):
+    lp = lambda t: Normal(0.0, 1.0).log_prob(t).sum(-1)  # noqa: E731
+    init = torch.zeros(2, 1, dtype=torch.float64)
+    for kw, err, msg in (({"step_size": float("inf")}, ValueError, "step_size"), ({"step_size": float("nan")}, ValueError, "step_size"),
+                         ({"num_samples": 2.5}, TypeError, "num_samples"), ({"thin": 0}, ValueError, "thin"),
+                         ({"generator": "seed"}, TypeError, "generator")):
+        args = {"num_samples": 5, "step_size": 0.5, "generator": gen, **kw}
+        with pytest.raises(err, match=msg):
+            D.distributed_mh(lp, lp, init, **args)
+    with pytest.raises(ValueError, match="init must be finite"):
+        D.distributed_mh(lp, lp, init.fill_(float("nan")), num_samples=5, step_size=0.5, generator=gen)
+    with pytest.raises(TypeError, match="rank"):
+        D.shard(torch.zeros(4), rank=0.5, world_size=2)
+    with pytest.raises(ValueError, match="nprocs"):
+        D.torchrun_command("train.py", 0)
+    with pytest.raises(TypeError, match="generator"):
+        D.data_parallel_vi(lambda z, x: -(z ** 2).sum(-1), Normal(torch.zeros(1), torch.ones(1)), 1, torch.zeros(4, 1),
+                           generator=None)

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.distributions import MultivariateNormal, Normal
 
-from arrcoc.bayes.laplace import factor_precision, laplace, laplace_nn
+from arrcoc.bayes.laplace import LaplaceConfig, factor_precision, laplace, laplace_nn
 
 F64 = torch.float64
 
@@ -122,3 +122,30 @@ def test_laplace_bad_input(gen):
         laplace_nn(nn.Sequential(nn.Tanh()), torch.zeros(4, 2, dtype=F64), torch.zeros(4, dtype=F64), subset="last_layer")
     with pytest.warns(RuntimeWarning, match="not a mode"):
         laplace_nn(net, torch.randn(8, 2, generator=gen, dtype=F64), torch.randn(8, generator=gen, dtype=F64))
+
+
+def test_laplace_boundary_checks(gen):
+    lj = lambda t: Normal(torch.tensor(0.0, dtype=F64), 1.0).log_prob(t).sum()  # noqa: E731
+    with pytest.raises(ValueError, match="init must be finite"):
+        laplace(lj, torch.tensor([float("nan")], dtype=F64))
+    with pytest.raises(ValueError, match="non-empty"):
+        laplace(lj, torch.zeros(0, dtype=F64))
+    with pytest.raises(ValueError, match="jitter"):
+        laplace(lj, torch.zeros(1, dtype=F64), jitter=-1.0)
+    with pytest.raises(ValueError, match="max_iter"):
+        LaplaceConfig(max_iter=0)
+    with pytest.raises(TypeError, match="config"):
+        laplace(lj, torch.zeros(1, dtype=F64), config={"max_iter": 3})
+    res = laplace(lj, torch.zeros(1, dtype=F64))
+    with pytest.raises(TypeError, match="generator"):
+        res.sample(10, "seed")
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        res.sample(0, gen)
+    net = nn.Linear(2, 1).double()
+    X, y = torch.randn(8, 2, generator=gen, dtype=F64), torch.randn(8, generator=gen, dtype=F64)
+    for kw, msg in (({"sigma_noise": float("nan")}, "sigma_noise"), ({"prior_precision": 0.0}, "prior_precision"),
+                    ({"sigma_noise": float("inf")}, "sigma_noise")):
+        with pytest.raises(ValueError, match=msg):
+            laplace_nn(net, X, y, **kw)
+    with pytest.raises(ValueError, match="X must be finite"):
+        laplace_nn(net, X.masked_fill(X > 0, float("inf")), y)

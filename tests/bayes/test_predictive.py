@@ -92,3 +92,24 @@ def test_bad_input(gen):
         P.credible_interval(mu, 1.5)
     with pytest.raises(ValueError, match="NaN"):
         P.credible_interval(torch.tensor([0.0, float("nan")]), 0.5)
+
+
+def test_predictive_requires_a_torch_generator_and_checks_counts(gen):
+    import numpy as np
+    draws = torch.randn(20, generator=gen, dtype=F64)
+    lik = lambda mu: Normal(mu[:, None], 1.0)  # noqa: E731
+    state = torch.get_rng_state()
+    for bad in (None, "seed", np.random.default_rng(0)):
+        with pytest.raises(TypeError, match="generator must be a torch.Generator"):
+            P.posterior_predictive(lik, draws, generator=bad)
+        with pytest.raises(TypeError, match="generator must be a torch.Generator"):
+            P.sample_distribution(Normal(0.0, 1.0), (3,), bad)
+        with pytest.raises(TypeError, match="generator must be a torch.Generator"):
+            P.predictive_summary(lik, draws, generator=bad)
+    assert torch.equal(state, torch.get_rng_state())
+    with pytest.raises(TypeError, match="num_per_draw"):
+        P.posterior_predictive(lik, draws, generator=gen, num_per_draw=1.5)
+    with pytest.raises(ValueError, match="prob"):
+        P.credible_interval(draws, float("nan"))
+    with pytest.raises(ValueError, match="method"):
+        P.credible_interval(draws, 0.5, method="mode")

@@ -9,7 +9,7 @@ from torch.distributions import MultivariateNormal, Normal
 
 from arrcoc.bayes.conjugate import NormalNormal
 from arrcoc.bayes.vi import (FullRankNormal, MeanFieldNormal, cavi_gaussian_mixture, cavi_linear_regression, elbo,
-                             fit_pyro, fit_vi, gaussian_kl, relative_change)
+                             VIConfig, fit_pyro, fit_vi, gaussian_kl, minibatch, relative_change)
 
 F64 = torch.float64
 
@@ -217,3 +217,43 @@ def test_vi_bad_input(gen):
         cavi_gaussian_mixture(torch.zeros(5, dtype=F64), 6)
     with pytest.raises(ValueError, match="NaN"):
         cavi_gaussian_mixture(torch.tensor([0.0, float("nan")], dtype=F64), 1)
+
+
+# -------------------------------------------------------------------------------- boundary checks
+def _std_normal_prior():
+    return Normal(torch.zeros(2, dtype=F64), torch.ones(2, dtype=F64))
+
+
+def test_fit_vi_refuses_zero_steps_and_bad_settings(gen):
+    """fit_vi(num_steps=0) returned the initial guess as a fitted result."""
+    prior = _std_normal_prior()
+    ll = lambda z: -(z ** 2).sum(-1)  # noqa: E731
+    for bad, err, msg in (({"num_steps": 0}, ValueError, "num_steps must be >= 1"), ({"num_steps": 2.5}, TypeError, "num_steps"),
+                          ({"lr": float("nan")}, ValueError, "lr"), ({"lr": -0.1}, ValueError, "lr"),
+                          ({"num_samples": 0}, ValueError, "num_samples"), ({"window": 0}, ValueError, "window"),
+                          ({"batch_size": 0}, ValueError, "batch_size"), ({"init_scale": 0.0}, ValueError, "init_scale"),
+                          ({"final_lr_fraction": 1.5}, ValueError, "final_lr_fraction"), ({"final_samples": 1}, ValueError, "final_samples"),
+                          ({"tol": float("inf")}, ValueError, "tol"), ({"kl": "exact"}, ValueError, "kl"),
+                          ({"dim": 0}, ValueError, "dim"), ({"config": "fast"}, TypeError, "config")):
+        with pytest.raises(err, match=msg):
+            fit_vi(ll, prior, generator=gen, **bad)
+    with pytest.raises(ValueError, match="num_steps"):
+        VIConfig(num_steps=0)
+
+
+@pytest.mark.parametrize("bad", ["seed", None, 3, "numpy"])
+def test_vi_entry_points_require_a_torch_generator(gen, bad):
+    import numpy as np
+    bad = np.random.default_rng(0) if bad == "numpy" else bad
+    prior = _std_normal_prior()
+    ll = lambda z: -(z ** 2).sum(-1)  # noqa: E731
+    q = MeanFieldNormal(2)
+    calls = [lambda: fit_vi(ll, prior, generator=bad), lambda: q.rsample(3, bad), lambda: q.sample(3, bad),
+             lambda: elbo(q, ll, prior, num_samples=2, generator=bad),
+             lambda: minibatch((torch.zeros(10, 1),), 3, bad),
+             lambda: cavi_gaussian_mixture(torch.randn(10, generator=gen, dtype=F64), 2, generator=bad)]
+    state = torch.get_rng_state()
+    for call in calls:
+        with pytest.raises(TypeError, match="generator must be a torch.Generator"):
+            call()
+    assert torch.equal(state, torch.get_rng_state())  # the global RNG was not touched

@@ -16,7 +16,7 @@ from torch import Tensor
 
 __all__ = [
     "Domain", "REAL", "POSITIVE", "NONNEGATIVE", "POSITIVE_OR_INF",
-    "prepare_params", "prepare_data", "prepare_count", "broadcast_batch", "check_device",
+    "prepare_params", "prepare_data", "prepare_count", "broadcast_batch", "check_device", "check_posterior_scale",
 ]
 
 
@@ -179,3 +179,11 @@ def broadcast_batch(param_batch: Sequence[int], data_batch: Sequence[int], name:
         raise ValueError(f"shape mismatch: {name} has batch shape {tuple(data_batch)} (its shape without the "
                          f"observation axis) which does not broadcast with the prior's batch shape "
                          f"{tuple(param_batch)}") from None
+
+
+def check_posterior_scale(scale: Tensor, name: str, dtype: torch.dtype) -> None:
+    """A posterior scale computed in float64 and cast to ``dtype`` must still be > 0 and finite there."""
+    bad = ~(torch.isfinite(scale) & (scale > 0))
+    if bad.any():
+        raise ValueError(f"the posterior {name} is not representable in {dtype} (it under- or overflows to "
+                         f"{scale[bad].flatten()[:5].tolist()}); use float64 parameters")

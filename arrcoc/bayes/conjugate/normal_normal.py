@@ -10,7 +10,8 @@ from torch import Tensor
 from torch.distributions import Normal
 
 from ._base import ConjugateFamily, prior_param
-from ._validate import POSITIVE, POSITIVE_OR_INF, REAL, Domain, broadcast_batch, prepare_data, prepare_params
+from ._validate import (POSITIVE, POSITIVE_OR_INF, REAL, Domain, broadcast_batch, check_posterior_scale, prepare_data,
+                        prepare_params)
 
 __all__ = ["NormalNormal"]
 
@@ -107,32 +108,45 @@ class NormalNormal(ConjugateFamily):
         return x, batch
 
     def update(self, x, *, dim: int = -1, validate: bool = True) -> "NormalNormal":
-        """Posterior of mu after observations ``x`` (*batch, N) along ``dim``."""
+        """Posterior of mu after observations ``x`` (*batch, N) along ``dim``.
+
+        Computed in float64 in weight form, w = N scale^2 / (noise^2 + N scale^2) = 1 / (1 + r) with
+        r = (noise / scale)^2 / N, loc_N = loc + w (xbar - loc), scale_N = noise sqrt(w / N): no prior
+        precision 1 / scale^2 is formed, so a float32 prior scale of 1e-20 (1/scale^2 overflows) or a
+        flat prior (scale = inf, r = 0) stays exact. A posterior scale the family's dtype cannot hold
+        (it underflows to 0) raises ValueError when ``validate``.
+        """
         x, batch = self._stats(x, dim, validate)
         n = x.shape[-1]
-        t0 = self.scale.pow(-2)  # (*batch) prior precision; 0 for a flat prior
-        t = self.noise_scale.pow(-2)  # (*batch) precision of one observation
-        t_post = t0 + n * t  # (*batch)
         if n == 0:
-            loc = self.loc
-        else:
-            loc = (t0 * self.loc + t * x.sum(-1)) / t_post  # (*b)
-        return self._replace(loc=loc.expand(batch), scale=t_post.rsqrt().expand(batch),
+            return self._replace(loc=self.loc.expand(batch), scale=self.scale.expand(batch),
+                                 noise_scale=self.noise_scale.expand(batch))
+        loc, scale, noise = (t.double() for t in (self.loc, self.scale, self.noise_scale))  # (*batch)
+        w = 1.0 / (1.0 + (noise / scale).square() / n)  # (*batch) weight of the data mean
+        loc_n = loc + w * (x.double().mean(-1) - loc)  # (*b)
+        scale_n = noise * torch.sqrt(w / n)  # (*batch)
+        out_loc, out_scale = loc_n.to(self.dtype), scale_n.to(self.dtype)
+        if validate:
+            check_posterior_scale(out_scale, "scale", self.dtype)
+        return self._replace(loc=out_loc.expand(batch), scale=out_scale.expand(batch),
                              noise_scale=self.noise_scale.expand(batch))
 
     def log_evidence(self, x, *, dim: int = -1, validate: bool = True) -> Tensor:
-        """Exact log marginal likelihood of ``x`` (*batch); raises ValueError for an improper prior."""
+        """Exact log marginal likelihood of ``x`` (*batch); raises ValueError for an improper prior.
+        Computed in float64 with q = N scale^2 / noise^2 (no overflow of scale^2 in float32)."""
         self._require_proper("log_evidence")
         x, batch = self._stats(x, dim, validate)
         n = x.shape[-1]
         if n == 0:
             return torch.zeros(batch, dtype=self.dtype, device=self.device)
-        v, v0 = self.noise_scale.square(), self.scale.square()  # (*batch)
+        x = x.double()
+        loc, noise = self.loc.double(), self.noise_scale.double()  # (*batch)
+        q = n * (self.scale.double() / noise).square()  # (*batch) N scale^2 / noise^2
         xbar = x.mean(-1)  # (*b)
-        ss = (x - xbar.unsqueeze(-1)).square().sum(-1)  # (*b)
-        out = (-0.5 * n * torch.log(2 * math.pi * v) - 0.5 * torch.log1p(n * v0 / v) - ss / (2 * v)
-               - n * (xbar - self.loc).square() / (2 * (v + n * v0)))
-        return out.expand(batch)
+        ss = ((x - xbar.unsqueeze(-1)) / noise.unsqueeze(-1)).square().sum(-1)  # (*b) S / noise^2
+        out = (-0.5 * n * (math.log(2 * math.pi) + 2 * torch.log(noise)) - 0.5 * torch.log1p(q) - 0.5 * ss
+               - 0.5 * n * ((xbar - loc) / noise).square() / (1 + q))
+        return out.to(self.dtype).expand(batch)
 
     def dist(self) -> Normal:
         """The Normal distribution of mu (raises ValueError when improper)."""

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .._validate import check_finite_tensor, check_generator, check_int, check_real
+
 __all__ = ["LinearRegressionCAVI", "cavi_linear_regression", "GaussianMixtureCAVI", "cavi_gaussian_mixture"]
 
 _LOG2PI = math.log(2 * math.pi)
@@ -40,11 +42,12 @@ class LinearRegressionCAVI:
     def tau_mean(self) -> torch.Tensor | None:
         return None if self.a is None else self.a / self.b
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    def sample(self, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """Draws {'w': (n, *batch, D), 'tau': (n, *batch)} from q."""
+        n, generator = check_int(n, "n", minimum=1), check_generator(generator)
         l = torch.linalg.cholesky(self.cov)
         eps = torch.randn((n,) + tuple(self.mean.shape), generator=generator, dtype=self.mean.dtype,
-                          device=generator.device if generator is not None else self.mean.device).to(self.mean.device)
+                          device=generator.device).to(self.mean.device)
         out = {"w": self.mean + (l @ eps.unsqueeze(-1)).squeeze(-1)}
         if self.a is not None:
             conc = self.a.expand((n,) + tuple(self.a.shape)).contiguous()
@@ -58,6 +61,8 @@ class LinearRegressionCAVI:
 
 
 def _check_regression(X, y, m0, prior_precision):
+    check_finite_tensor(X, "X")
+    check_finite_tensor(y, "y")
     if X.ndim < 2:
         raise ValueError(f"X must have shape (*batch, N, D), got {tuple(X.shape)}")
     if y.shape != X.shape[:-1]:
@@ -73,6 +78,10 @@ def _check_regression(X, y, m0, prior_precision):
         raise ValueError(f"prior_precision must be a scalar, (D,) or (D, D) with D = {d}, got {tuple(lam0.shape)}")
     if m0.shape[-1:] != (d,):
         raise ValueError(f"prior_mean must have last dim D = {d}, got {tuple(m0.shape)}")
+    check_finite_tensor(m0, "prior_mean")
+    check_finite_tensor(lam0, "prior_precision")
+    if not (torch.linalg.eigvalsh(0.5 * (lam0 + lam0.transpose(-1, -2))) > 0).all():
+        raise ValueError("prior_precision must be positive definite (a scalar or entries > 0)")
     return m0, lam0
 
 
@@ -81,6 +90,15 @@ def cavi_linear_regression(X: torch.Tensor, y: torch.Tensor, *, prior_mean=None,
                            tol: float = 1e-12) -> LinearRegressionCAVI:
     """CAVI for Bayesian linear regression; X (*batch, N, D), y (*batch, N)."""
     m0, lam0 = _check_regression(X, y, prior_mean, prior_precision)
+    max_iter = check_int(max_iter, "max_iter", minimum=1)
+    tol = check_real(tol, "tol", low=0.0)
+    if noise_precision is None:
+        a0 = check_real(a0, "a0", low=0.0, low_open=True)
+        b0 = check_real(b0, "b0", low=0.0, low_open=True)
+    else:
+        noise = torch.as_tensor(noise_precision, dtype=X.dtype, device=X.device)
+        if not (torch.isfinite(noise) & (noise > 0)).all():
+            raise ValueError(f"noise_precision must be finite and > 0, got {noise.flatten()[:5].tolist()}")
     n, d = X.shape[-2], X.shape[-1]
     xtx = X.transpose(-1, -2) @ X  # (*B, D, D)
     xty = (X.transpose(-1, -2) @ y.unsqueeze(-1)).squeeze(-1)  # (*B, D)
@@ -142,9 +160,10 @@ class GaussianMixtureCAVI:
     num_iter: int
     converged: bool
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    def sample(self, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """Draws {'mu': (n, *batch, K, D), 'c': (n, *batch, N)} from q."""
-        dev = generator.device if generator is not None else self.means.device
+        n, generator = check_int(n, "n", minimum=1), check_generator(generator)
+        dev = generator.device
         eps = torch.randn((n,) + tuple(self.means.shape), generator=generator, dtype=self.means.dtype, device=dev).to(self.means.device)
         mu = self.means + self.variances.sqrt().unsqueeze(-1) * eps
         k = self.resp.shape[-1]
@@ -162,18 +181,34 @@ def cavi_gaussian_mixture(x: torch.Tensor, num_components: int, *, generator: to
                           weights=None, init_means: torch.Tensor | None = None, max_iter: int = 500,
                           tol: float = 1e-10) -> GaussianMixtureCAVI:
     """CAVI for a K-component mixture of N(mu_k, sigma^2 I); x (*batch, N, D) (or (N,) for 1-d data).
-    Means start at ``init_means`` (*batch, K, D) or at K distinct data points drawn with ``generator``."""
+    Means start at ``init_means`` (*batch, K, D) or at K distinct data points drawn with ``generator``
+    (required then: the global RNG is never used)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
     if x.ndim == 1:
         x = x[:, None]
     if x.ndim < 2:
         raise ValueError(f"x must have shape (*batch, N, D), got {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise TypeError(f"x must be a floating-point tensor, got dtype {x.dtype}")
     if not torch.isfinite(x).all():
         raise ValueError("x contains NaN or inf")
-    k, (n, d) = int(num_components), x.shape[-2:]
+    k, (n, d) = check_int(num_components, "num_components", minimum=1), x.shape[-2:]
     if k < 1 or k > n:
         raise ValueError(f"num_components must be in [1, N = {n}], got {num_components}")
-    if sigma <= 0 or prior_scale <= 0:
-        raise ValueError("sigma and prior_scale must be positive")
+    sigma = check_real(sigma, "sigma", low=0.0, low_open=True)
+    prior_scale = check_real(prior_scale, "prior_scale", low=0.0, low_open=True)
+    prior_mean = check_real(prior_mean, "prior_mean")
+    max_iter = check_int(max_iter, "max_iter", minimum=1)
+    tol = check_real(tol, "tol", low=0.0)
+    if init_means is None:
+        generator = check_generator(generator)  # random initial means need explicit randomness
+    elif generator is not None:
+        check_generator(generator)
+    if weights is not None:
+        wt = torch.as_tensor(weights, dtype=x.dtype, device=x.device)
+        if not (torch.isfinite(wt).all() and (wt > 0).all()) or abs(float(wt.sum()) - 1.0) > 1e-6:
+            raise ValueError(f"weights must be positive and sum to 1, got {wt.flatten()[:5].tolist()}")
     batch = x.shape[:-2]
     log_pi = (torch.full((k,), -math.log(k), dtype=x.dtype, device=x.device) if weights is None
               else torch.as_tensor(weights, dtype=x.dtype, device=x.device).log())
@@ -181,12 +216,17 @@ def cavi_gaussian_mixture(x: torch.Tensor, num_components: int, *, generator: to
         raise ValueError(f"weights must have {k} entries, got shape {tuple(log_pi.shape)}")
     s2, v0 = sigma ** 2, prior_scale ** 2
     if init_means is None:
-        dev = generator.device if generator is not None else "cpu"
+        dev = generator.device
         idx = torch.stack([torch.randperm(n, generator=generator, device=dev)[:k] for _ in range(max(1, math.prod(batch)))])
         idx = idx.reshape(*batch, k).to(x.device)
         m = torch.gather(x, -2, idx.unsqueeze(-1).expand(*batch, k, d)).clone()  # (*B, K, D)
     else:
-        m = torch.as_tensor(init_means, dtype=x.dtype, device=x.device).expand(*batch, k, d).clone()
+        m = torch.as_tensor(init_means, dtype=x.dtype, device=x.device)
+        try:
+            m = m.expand(*batch, k, d).clone()
+        except RuntimeError:
+            raise ValueError(f"init_means must broadcast to (*batch, K, D) = {(*batch, k, d)}, got {tuple(m.shape)}") from None
+        check_finite_tensor(m, "init_means")
     v = torch.full((*batch, k), v0, dtype=x.dtype, device=x.device)
     trace, converged, it = [], False, 0
     x2 = (x ** 2).sum(-1, keepdim=True)  # (*B, N, 1)

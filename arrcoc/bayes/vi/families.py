@@ -14,6 +14,8 @@ import torch
 from torch import nn
 from torch.distributions import Distribution, Independent, MultivariateNormal, Normal
 
+from .._validate import check_finite_tensor, check_generator, check_int
+
 __all__ = ["GaussianFamily", "MeanFieldNormal", "FullRankNormal", "gaussian_kl", "gaussian_prior_params"]
 
 
@@ -57,23 +59,31 @@ class GaussianFamily(nn.Module):
     @staticmethod
     def _init_loc_log_scale(dim: int, loc, scale, dtype, device) -> tuple[nn.Parameter, nn.Parameter]:
         """Initial ``loc`` (d,) (zeros by default) and per-coordinate log scale (d,) as parameters."""
+        dim = check_int(dim, "dim", minimum=1)
+        if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+            raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
         loc = torch.zeros(dim, dtype=dtype, device=device) if loc is None else torch.as_tensor(loc, dtype=dtype, device=device).clone()
         if loc.shape != (dim,):
             raise ValueError(f"loc must have shape ({dim},), got {tuple(loc.shape)}")
-        log_scale = torch.log(torch.as_tensor(scale, dtype=dtype, device=device)).expand(dim).clone()  # (d,)
+        check_finite_tensor(loc, "loc")
+        scale = torch.as_tensor(scale, dtype=dtype, device=device)
+        if scale.numel() not in (1, dim) or not (torch.isfinite(scale) & (scale > 0)).all():
+            raise ValueError(f"scale must be a finite number > 0 (or {dim} of them), got {scale.flatten()[:5].tolist()}")
+        log_scale = torch.log(scale).expand(dim).clone()  # (d,)
         return nn.Parameter(loc), nn.Parameter(log_scale)
 
     def covariance(self) -> torch.Tensor:  # (d, d)
         l = self.scale_tril()
         return l @ l.T
 
-    def rsample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    def rsample(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """n reparameterised draws (n, d), differentiable in the variational parameters."""
+        n, generator = check_int(n, "n", minimum=1), check_generator(generator)
         eps = torch.randn(n, self.dim, generator=generator, dtype=self.loc.dtype,
-                          device=generator.device if generator is not None else self.loc.device).to(self.loc.device)
+                          device=generator.device).to(self.loc.device)
         return self.loc + eps @ self.scale_tril().T  # (n, d)
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
         with torch.no_grad():
             return self.rsample(n, generator)
 
@@ -115,9 +125,10 @@ class MeanFieldNormal(GaussianFamily):
     def scale_tril(self) -> torch.Tensor:
         return torch.diag_embed(self.scale())
 
-    def rsample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    def rsample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        n, generator = check_int(n, "n", minimum=1), check_generator(generator)
         eps = torch.randn(n, self.dim, generator=generator, dtype=self.loc.dtype,
-                          device=generator.device if generator is not None else self.loc.device).to(self.loc.device)
+                          device=generator.device).to(self.loc.device)
         return self.loc + eps * self.scale()  # (n, d)
 
     def log_prob(self, z: torch.Tensor, detach_params: bool = False) -> torch.Tensor:

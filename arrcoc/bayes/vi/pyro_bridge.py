@@ -15,15 +15,17 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .._validate import check_generator, check_int, check_real
 from .svi import VIResult, window_converged
 
 __all__ = ["PyroGuideApprox", "fit_pyro"]
 
 
 @contextmanager
-def _seeded(generator: torch.Generator | None):
+def _seeded(generator: torch.Generator):
     """Fork the global torch / numpy / random RNGs and seed them from ``generator``."""
-    seed = int(torch.randint(0, 2 ** 31 - 1, (1,), generator=generator, device=generator.device if generator is not None else "cpu"))
+    generator = check_generator(generator)
+    seed = int(torch.randint(0, 2 ** 31 - 1, (1,), generator=generator, device=generator.device))
     py_state, np_state = random.getstate(), np.random.get_state()
     devices = [torch.cuda.current_device()] if torch.cuda.is_available() and torch.cuda.is_initialized() else []
     with torch.random.fork_rng(devices=devices):
@@ -43,8 +45,9 @@ class PyroGuideApprox:
     args: tuple = ()
     kwargs: dict = field(default_factory=dict)
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    def sample(self, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
         from pyro.infer import Predictive
+        n = check_int(n, "n", minimum=1)
         with _seeded(generator), torch.no_grad():
             return Predictive(self.guide, num_samples=n)(*self.args, **self.kwargs)
 
@@ -87,6 +90,14 @@ def fit_pyro(model, guide, *args, generator: torch.Generator, num_steps: int = 2
     is a ``final_particles`` Monte Carlo estimate with its standard error. Returns ``VIResult`` with
     ``approx`` a ``PyroGuideApprox``.
     """
+    for name, fn in (("model", model), ("guide", guide)):
+        if not callable(fn):
+            raise TypeError(f"{name} must be callable, got {type(fn).__name__}")
+    generator = check_generator(generator)
+    num_steps, num_particles = check_int(num_steps, "num_steps", minimum=1), check_int(num_particles, "num_particles", minimum=1)
+    window, min_steps = check_int(window, "window", minimum=1), check_int(min_steps, "min_steps", minimum=0)
+    final_particles = check_int(final_particles, "final_particles", minimum=2)
+    lr, tol = check_real(lr, "lr", low=0.0, low_open=True), check_real(tol, "tol", low=0.0)
     import pyro
     from pyro.infer import SVI, Trace_ELBO
     from pyro.optim import Adam

@@ -20,6 +20,7 @@ from typing import Callable, Sequence
 import torch
 from tqdm.auto import tqdm
 
+from .._validate import check_generator, check_int, check_probability, check_real
 from .families import FullRankNormal, GaussianFamily, MeanFieldNormal, gaussian_prior_params
 
 __all__ = ["VIConfig", "VIResult", "elbo", "fit_vi", "make_family", "prior_log_prob", "minibatch", "relative_change", "window_converged"]
@@ -41,14 +42,35 @@ class VIConfig:
     final_samples: int = 4096      # MC draws for the reported final ELBO and its standard error
     progress: bool = False         # tqdm bar (off by default: tests and library calls stay quiet)
 
+    def __post_init__(self):  # the boundary for fit_vi too: replace(config, **overrides) runs this
+        if self.family not in _FAMILIES:
+            raise ValueError(f"family must be 'meanfield' or 'fullrank', got {self.family!r}")
+        if self.kl not in ("auto", "analytic", "mc", "stl"):
+            raise ValueError(f"kl must be 'auto', 'analytic', 'mc' or 'stl', got {self.kl!r}")
+        ints = {"num_steps": 1, "num_samples": 1, "window": 1, "min_steps": 0, "final_samples": 2}
+        for name, low in ints.items():
+            object.__setattr__(self, name, check_int(getattr(self, name), name, minimum=low))
+        if self.batch_size is not None:
+            object.__setattr__(self, "batch_size", check_int(self.batch_size, "batch_size", minimum=1))
+        for name in ("lr", "init_scale"):
+            object.__setattr__(self, name, check_real(getattr(self, name), name, low=0.0, low_open=True))
+        object.__setattr__(self, "final_lr_fraction", check_real(self.final_lr_fraction, "final_lr_fraction",
+                                                                 low=0.0, high=1.0, low_open=True))
+        object.__setattr__(self, "tol", check_real(self.tol, "tol", low=0.0))
+        if not isinstance(self.progress, bool):
+            raise TypeError(f"progress must be a bool, got {type(self.progress).__name__}")
+
+
+_FAMILIES = {"meanfield": "meanfield", "mean_field": "meanfield", "diag": "meanfield",
+             "fullrank": "fullrank", "full_rank": "fullrank", "full": "fullrank"}
+
 
 def make_family(name: str, dim: int, *, loc=None, scale: float = 0.1, dtype=torch.float64, device=None) -> GaussianFamily:
     """Build a variational family by name: "meanfield" or "fullrank"."""
-    if name in ("meanfield", "mean_field", "diag"):
-        return MeanFieldNormal(dim, loc=loc, scale=scale, dtype=dtype, device=device)
-    if name in ("fullrank", "full_rank", "full"):
-        return FullRankNormal(dim, loc=loc, scale=scale, dtype=dtype, device=device)
-    raise ValueError(f"family must be 'meanfield' or 'fullrank', got {name!r}")
+    if not isinstance(name, str) or name not in _FAMILIES:
+        raise ValueError(f"family must be 'meanfield' or 'fullrank', got {name!r}")
+    cls = MeanFieldNormal if _FAMILIES[name] == "meanfield" else FullRankNormal
+    return cls(dim, loc=loc, scale=scale, dtype=dtype, device=device)
 
 
 def prior_log_prob(prior, z: torch.Tensor) -> torch.Tensor:
@@ -67,21 +89,37 @@ def prior_log_prob(prior, z: torch.Tensor) -> torch.Tensor:
 def _as_data(data) -> tuple[torch.Tensor, ...] | None:
     if data is None:
         return None
+    if not isinstance(data, (torch.Tensor, list, tuple)):
+        raise TypeError(f"data must be a tensor or a sequence of tensors, got {type(data).__name__}")
     data = (data,) if isinstance(data, torch.Tensor) else tuple(data)
-    n = data[0].shape[0]
+    if not data:
+        raise ValueError("data must hold at least one tensor, got an empty sequence")
     for i, t in enumerate(data):
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"data[{i}] must be a torch.Tensor, got {type(t).__name__}")
+        if t.ndim < 1 or t.shape[0] < 1:
+            raise ValueError(f"data[{i}] must have at least one observation along dim 0, got shape {tuple(t.shape)}")
+    n = data[0].shape[0]
+    for i, t in enumerate(data):
         if t.shape[0] != n:
             raise ValueError(f"all data tensors need the same first dimension N = {n}; data[{i}] has {t.shape[0]}")
     return data
 
 
 def minibatch(data: Sequence[torch.Tensor], batch_size: int | None, generator: torch.Generator | None):
-    """Random minibatch (without replacement) and the likelihood scale N / b."""
+    """Random minibatch (without replacement) and the likelihood scale N / b. ``generator`` may be None
+    only when no subsampling happens (``batch_size`` None or >= N)."""
+    data = _as_data(data)
+    if data is None:
+        raise TypeError("data must be a tensor or a sequence of tensors, got None")
     n = data[0].shape[0]
+    if batch_size is not None:
+        batch_size = check_int(batch_size, "batch_size", minimum=1)
+    if generator is not None:
+        check_generator(generator)
     if batch_size is None or batch_size >= n:
         return tuple(data), 1.0
+    check_generator(generator)
     idx = torch.randperm(n, generator=generator, device=generator.device if generator is not None else "cpu")[:batch_size]
     idx = idx.to(data[0].device)
     return tuple(t[idx] for t in data), n / batch_size
@@ -101,6 +139,13 @@ def elbo(q: GaussianFamily, log_likelihood: Callable, prior, *, num_samples: int
     """Reparameterised ELBO estimate (differentiable scalar); ``scale`` multiplies the log likelihood.
     ``return_monitor``: also return the Monte Carlo form of the same estimate (no gradient), whose
     variance vanishes as q approaches the posterior; ``fit_vi`` traces it for the convergence check."""
+    if not isinstance(q, GaussianFamily):
+        raise TypeError(f"q must be a GaussianFamily (MeanFieldNormal / FullRankNormal), got {type(q).__name__}")
+    if not callable(log_likelihood):
+        raise TypeError(f"log_likelihood must be callable, got {type(log_likelihood).__name__}")
+    num_samples = check_int(num_samples, "num_samples", minimum=1)
+    generator = check_generator(generator)
+    scale = check_real(scale, "scale", low=0.0, low_open=True)
     z = q.rsample(num_samples, generator)  # (S, d)
     ll = scale * _loglik(log_likelihood, z, batch)  # (S,)
     gp = gaussian_prior_params(prior, q.dim) if isinstance(prior, torch.distributions.Distribution) else None
@@ -123,16 +168,19 @@ def elbo(q: GaussianFamily, log_likelihood: Callable, prior, *, num_samples: int
 
 def relative_change(trace: Sequence[float], window: int) -> float:
     """|mean(last window) - mean(previous window)| / max(|mean(last window)|, 1); inf if too short."""
+    window = check_int(window, "window", minimum=1)
     if len(trace) < 2 * window:
         return math.inf
     t = torch.as_tensor(trace[-2 * window:], dtype=torch.float64)
+    if not torch.isfinite(t).all():
+        raise ValueError(f"trace must be finite; its last {2 * window} values contain NaN or inf")
     a, b = t[:window].mean(), t[window:].mean()
     return float((b - a).abs() / b.abs().clamp_min(1.0))
 
 
 def window_converged(trace: Sequence[float], window: int, tol: float) -> bool:
     """Convergence check on the ELBO trace: the relative change of the windowed mean is below ``tol``."""
-    return relative_change(trace, window) < tol
+    return relative_change(trace, window) < check_real(tol, "tol", low=0.0)
 
 
 @dataclass
@@ -147,9 +195,9 @@ class VIResult:
     converged: bool
     method: str
 
-    def sample(self, n: int, generator: torch.Generator | None = None):
+    def sample(self, n: int, generator: torch.Generator):
         """n draws from the fitted approximation."""
-        return self.approx.sample(n, generator)
+        return self.approx.sample(check_int(n, "n", minimum=1), check_generator(generator))
 
     @property
     def mean(self):
@@ -196,7 +244,18 @@ def fit_vi(log_likelihood: Callable, prior, dim: int | None = None, *, generator
     (full-data, no ``data`` argument) replaces ``log_likelihood`` for the final ELBO. Keyword overrides
     replace ``config`` fields, e.g. ``fit_vi(..., family="fullrank", num_steps=3000)``.
     """
+    if not callable(log_likelihood):
+        raise TypeError(f"log_likelihood must be callable, got {type(log_likelihood).__name__}")
+    if not (callable(prior) or isinstance(prior, torch.distributions.Distribution)):
+        raise TypeError(f"prior must be a torch.distributions.Distribution or a callable, got {type(prior).__name__}")
+    generator = check_generator(generator)
+    if config is not None and not isinstance(config, VIConfig):
+        raise TypeError(f"config must be a VIConfig, got {type(config).__name__}")
     cfg = replace(config or VIConfig(), **overrides)
+    dim = None if dim is None else check_int(dim, "dim", minimum=1)
+    for name, hook in (("grad_hook", grad_hook), ("value_hook", value_hook), ("final_log_likelihood", final_log_likelihood)):
+        if hook is not None and not callable(hook):
+            raise TypeError(f"{name} must be callable or None, got {type(hook).__name__}")
     data = _as_data(data)
     if dim is None:
         gp = gaussian_prior_params(prior) if isinstance(prior, torch.distributions.Distribution) else None

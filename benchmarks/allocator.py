@@ -18,7 +18,7 @@ import time
 import torch
 
 from arrcoc.relevance import RelevanceAllocator, RelevanceConfig
-from arrcoc.relevance.allocation import utility_table, solve
+from arrcoc.relevance.knapsack import utility_table, solve
 from arrcoc.relevance.thompson import thompson
 
 __all__ = ["main"]

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-import arrcoc  # noqa: F401  (applies the torchvision compatibility fix before transformers is imported)
+import arrcoc.backbones  # noqa: F401  (applies the torchvision compatibility fix before transformers is imported)
 
 
 def pytest_addoption(parser):

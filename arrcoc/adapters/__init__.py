@@ -2,6 +2,8 @@
 
 Lives at ``arrcoc.adapters`` so it never shadows the PyPI package ``adapters``.
 """
+import arrcoc.backbones  # noqa: F401  (applies the torchvision fix before transformers loads)
+
 from .base import AdapterOutput, ARRCOCAdapter
 from .llava import LlavaARRCOCAdapter
 from .qwen2_vl import ARRCOCProjector, Qwen2VLARRCOCAdapter

@@ -6,7 +6,13 @@ a no-op unless torchvision is installed but its compiled ops cannot load with th
 """
 from __future__ import annotations
 
-from ._torchvision_compat import ensure_torchvision_importable  # applied once by `import arrcoc`
+# PyPI's only torchvision for torch 2.13 is a CUDA build whose C ops cannot load with CPU torch, which
+# breaks `import torchvision`, `import timm` and transformers' vision models. The fix is a no-op when
+# torchvision is absent or its ops load; ARRCOC_NO_TORCHVISION_COMPAT=1 turns it off. It runs here,
+# before any vision code below imports transformers, and not on `import arrcoc` or `import arrcoc.bayes`.
+from ._torchvision_compat import ensure_torchvision_importable
+
+ensure_torchvision_importable()
 
 from .base import VisionBackbone, tokens_to_grid  # noqa: E402
 from .hf import HFVisionBackbone, hf_vision_config  # noqa: E402

@@ -24,7 +24,7 @@ from typing import Callable, NamedTuple
 import torch
 
 __all__ = [
-    "conditional_theta", "conditional_mu", "GivenTau", "posterior_given_tau", "shrinkage", "log_marginal_tau",
+    "PooledNormal", "pool_normal", "conditional_theta", "conditional_mu", "GivenTau", "posterior_given_tau", "shrinkage", "log_marginal_tau",
     "HierarchicalNormalPosterior", "hierarchical_normal", "EmpiricalBayes", "empirical_bayes",
 ]
 
@@ -76,6 +76,47 @@ def conditional_mu(y, sigma, tau, mu_loc=0.0, mu_scale=math.inf) -> tuple[torch.
     return (prior_prec * mu_loc + (w * y).sum(-1)) / prec, 1 / prec
 
 
+class PooledNormal(NamedTuple):
+    """Exact posterior of partially pooled Gaussian groups (see :func:`pool_normal`)."""
+
+    mean: torch.Tensor       # (..., J) E[theta_j | y]
+    var: torch.Tensor        # (..., J) Var[theta_j | y] = cond_var_j + coupling_j^2 mu_var
+    cond_var: torch.Tensor   # (..., J) Var[theta_j | mu, y] = 1 / (1/group_var + precision_j)
+    coupling: torch.Tensor   # (..., J) dE[theta_j | mu, y] / d mu = 1 / (1 + group_var precision_j)
+    mu_mean: torch.Tensor    # (...)    E[mu | y]
+    mu_var: torch.Tensor     # (...)    Var[mu | y]
+
+
+def pool_normal(precision: torch.Tensor, info: torch.Tensor, group_var, mu_loc, mu_var) -> PooledNormal:
+    """The pooling kernel of the normal-normal hierarchy, in information form (no checks: internal).
+
+        mu ~ N(mu_loc, mu_var)            theta_j | mu ~ N(mu, group_var)
+        evidence on theta_j: a Gaussian likelihood with precision P_j and information h_j
+        (P_j = sum of the precisions of its observations, h_j = sum of precision x observation;
+        P_j = 0 for a group with no data).
+
+    With d_j = 1/group_var + P_j and c_j = 1 / (1 + group_var P_j):
+    Var[mu | y] = 1 / (1/mu_var + sum_j P_j c_j), E[mu | y] = Var[mu | y] (mu_loc / mu_var + sum_j c_j h_j),
+    E[theta_j | y] = c_j E[mu | y] + h_j / d_j, Var[theta_j | y] = 1/d_j + c_j^2 Var[mu | y].
+    ``mu_var = inf`` is a flat prior on mu; ``group_var = 0`` is complete pooling. The data model
+    y_j ~ N(theta_j, sigma_j^2) is P_j = 1/sigma_j^2, h_j = y_j / sigma_j^2 (``posterior_given_tau``);
+    the relevance posterior (``arrcoc.relevance.posterior``) is P_j, h_j summed over its scorers.
+    Shapes: precision, info (..., J); group_var, mu_loc, mu_var broadcast against (...).
+    """
+    kw = dict(dtype=precision.dtype, device=precision.device)
+    group_var = torch.as_tensor(group_var, **kw)[..., None]  # (..., 1)
+    mu_loc = torch.as_tensor(mu_loc, **kw)
+    mu_prec = 1.0 / torch.as_tensor(mu_var, **kw)  # (...) 0 for a flat prior
+    coupling = 1.0 / (1.0 + group_var * precision)  # (..., J)
+    cond_var = 1.0 / (1.0 / group_var + precision)  # (..., J)
+    mu_post_var = 1.0 / (mu_prec + (precision * coupling).sum(-1))  # (...)
+    prior_info = torch.where(mu_prec > 0, mu_loc * mu_prec, torch.zeros_like(mu_prec))
+    mu_mean = mu_post_var * (prior_info + (coupling * info).sum(-1))  # (...)
+    mean = coupling * mu_mean[..., None] + info * cond_var  # (..., J)
+    var = cond_var + coupling ** 2 * mu_post_var[..., None]  # (..., J)
+    return PooledNormal(mean, var, cond_var, coupling, mu_mean, mu_post_var)
+
+
 class GivenTau(NamedTuple):
     theta_mean: torch.Tensor  # (..., J)
     theta_var: torch.Tensor  # (..., J)
@@ -88,9 +129,12 @@ def posterior_given_tau(y, sigma, tau, mu_loc=0.0, mu_scale=math.inf) -> GivenTa
     """Exact posterior of theta (mu integrated out) and mu given tau: E[theta_j] = B_j mu_hat + (1 - B_j) y_j,
     Var[theta_j] = (1 - B_j) sigma_j^2 + B_j^2 V_mu (BDA3 5.17 with the mu uncertainty)."""
     y, sigma = _check(y, sigma)
-    m, v = conditional_mu(y, sigma, tau, mu_loc, mu_scale)
-    b = shrinkage(sigma, torch.as_tensor(tau, dtype=y.dtype, device=y.device))
-    return GivenTau(b * m[..., None] + (1 - b) * y, (1 - b) * sigma ** 2 + b ** 2 * v[..., None], m, v, b)
+    tau = torch.as_tensor(tau, dtype=y.dtype, device=y.device)
+    prec = sigma ** -2  # (..., J)
+    p = pool_normal(prec, y * prec, tau ** 2, mu_loc, mu_scale ** 2)
+    batch = torch.broadcast_shapes(y.shape[:-1], tau.shape)
+    mu_mean, mu_var = p.mu_mean.expand(batch), p.mu_var.expand(batch)
+    return GivenTau(p.mean, p.var, mu_mean, mu_var, p.coupling.expand(p.mean.shape))
 
 
 def _log_prior_tau(tau: torch.Tensor, prior, scale: float) -> torch.Tensor:

@@ -4,7 +4,7 @@ Importing this package registers ``arrcoc_vision`` with AutoConfig/AutoModel (an
 ``register_for_auto_class``, so a saved folder carries its code and loads with
 ``trust_remote_code=True``).
 """
-import arrcoc  # noqa: F401  (importing arrcoc applies the torchvision fix before transformers loads)
+import arrcoc.backbones  # noqa: F401  (applies the torchvision fix before transformers loads)
 
 from transformers import AutoConfig, AutoModel  # noqa: E402
 

@@ -1,7 +1,7 @@
 """``ARRCOCVisionConfig``: the Hugging Face config of the ARR-COC vision encoder (JSON-safe fields)."""
 from __future__ import annotations
 
-import arrcoc  # noqa: F401  (importing arrcoc applies the torchvision fix before transformers loads)
+import arrcoc.backbones  # noqa: F401  (applies the torchvision fix before transformers loads)
 
 import math
 from typing import Any

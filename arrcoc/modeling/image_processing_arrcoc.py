@@ -1,7 +1,7 @@
 """``ARRCOCImageProcessor``: PIL images / arrays -> ``pixel_values`` (B, 3, S, S) and region boxes."""
 from __future__ import annotations
 
-import arrcoc  # noqa: F401  (importing arrcoc applies the torchvision fix before transformers loads)
+import arrcoc.backbones  # noqa: F401  (applies the torchvision fix before transformers loads)
 
 from typing import Any
 

@@ -9,8 +9,9 @@ encoded update the relevance posterior (``RelevanceAllocator.update``) before th
 """
 from __future__ import annotations
 
-import arrcoc  # noqa: F401  (importing arrcoc applies the torchvision fix before transformers loads)
+import arrcoc.backbones  # noqa: F401  (applies the torchvision fix before transformers loads)
 
+import copy
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -80,12 +81,15 @@ class ARRCOCVisionModel(ARRCOCPreTrainedModel):
     """ARR-COC vision encoder. See the module docstring and ``ARRCOCVisionOutput``."""
 
     def __init__(self, config: ARRCOCVisionConfig):
+        # The model owns a copy: filling in the backbone's normalisation below must not change the
+        # caller's config object (which may configure other models).
+        config = copy.deepcopy(config)
         super().__init__(config)
         self.backbone = build_backbone(config.backbone)
         self.query_encoder = build_query_encoder(config.query_encoder)
         dim = self.backbone.feature_dim
-        rel = RelevanceConfig(levels=tuple(config.levels), budget=config.budget - config.global_tokens,
-                              grid=config.grid, **config.relevance)
+        rel = RelevanceConfig(levels=tuple(config.levels), budget=config.budget,
+                              global_tokens=config.global_tokens, grid=config.grid, **config.relevance)
         self.allocator = RelevanceAllocator(rel, feature_dim=dim, query_dim=self.query_encoder.dim)
         self.region_embed = nn.Embedding(config.num_regions + 1, dim) if config.region_embeddings else None
         mean = config.image_mean or list(self.backbone.image_mean)
@@ -130,23 +134,6 @@ class ARRCOCVisionModel(ARRCOCPreTrainedModel):
         if not torch.isfinite(pixel_values).all():
             raise ValueError("pixel_values contain NaN or inf")
         return pixel_values
-
-    def _check_budget(self, budget, batch: int, device) -> Tensor:
-        if budget is None:
-            budget = self.config.budget
-        if isinstance(budget, bool):
-            raise TypeError("budget must be an int or a LongTensor of shape (B,)")
-        b = torch.as_tensor(budget, device=device)
-        if b.is_floating_point() and not torch.equal(b, b.round()):
-            raise TypeError(f"budget must be whole tokens, got {budget!r}")
-        b = b.long().expand(batch) if b.dim() == 0 else b.long()
-        if b.shape != (batch,):
-            raise ValueError(f"budget must be an int or have shape ({batch},), got shape {tuple(b.shape)}")
-        g = self.config.global_tokens
-        if (b < g).any():
-            raise ValueError(f"budget {b.tolist()} is below the global view's cost of {g} tokens "
-                             f"(budget counts global + region tokens)")
-        return b
 
     def _queries(self, batch, queries, query_input_ids, query_attention_mask, query_embeds, query_mask, device):
         if queries is not None:
@@ -211,7 +198,7 @@ class ARRCOCVisionModel(ARRCOCPreTrainedModel):
         if not keys:
             return posterior
         k_max = max(sum(1 for (b, _) in keys if b == i) for i in range(batch))
-        dev = posterior.precision.device
+        dev = posterior.evidence_precision.device
         pooled = torch.zeros(batch, k_max, self.hidden_size, device=dev,
                              dtype=next(iter(region_feats.values())).dtype)  # (B, K, D)
         index = torch.zeros(batch, k_max, dtype=torch.long, device=dev)
@@ -283,8 +270,7 @@ class ARRCOCVisionModel(ARRCOCPreTrainedModel):
         rounds = self.config.num_rounds if num_rounds is None else int(num_rounds)
         if rounds < 1:
             raise ValueError(f"num_rounds must be >= 1, got {rounds}")
-        total_budget = self._check_budget(budget, batch, device)
-        region_budget = total_budget - self.config.global_tokens  # (B,)
+        region_budget = self.allocator.region_budget(budget, batch, device)  # (B,) total minus the global view
         q_emb, q_mask = self._queries(batch, queries, query_input_ids, query_attention_mask,
                                       query_embeds, query_mask, device)
 
@@ -299,7 +285,8 @@ class ARRCOCVisionModel(ARRCOCPreTrainedModel):
 
         first = region_budget if rounds == 1 else (region_budget // rounds)
         rel = self.allocator(region_features, region_pixels=region_pixels, query_embeds=q_emb,
-                             query_mask=q_mask, budget=first, generator=generator, deterministic=deterministic)
+                             query_mask=q_mask, budget=first + self.config.global_tokens, generator=generator,
+                             deterministic=deterministic)
         allocation = rel.allocation.clone()  # (B, R)
         mean, var, posterior = rel.relevance_mean, rel.relevance_var, rel.posterior
         region_feats = self.encode_regions(pixel_bb, boxes, allocation, torch.ones_like(allocation, dtype=torch.bool))
@@ -309,8 +296,8 @@ class ARRCOCVisionModel(ARRCOCPreTrainedModel):
             spent = allocation.sum(-1)  # (B,)
             target = region_budget if k == rounds else (region_budget * k) // rounds
             extra = (target - spent).clamp_min(0)
-            alloc_k = self.allocator.allocate(posterior, extra, generator=generator, deterministic=deterministic,
-                                              exclude=allocation > 0)
+            alloc_k = self.allocator.allocate(posterior, generator=generator, deterministic=deterministic,
+                                              exclude=allocation > 0, region_budget=extra)
             add = alloc_k.levels * (allocation == 0)  # (B, R): only regions not yet encoded
             allocation = allocation + add
             feats_k = self.encode_regions(pixel_bb, boxes, allocation, add > 0)

@@ -13,7 +13,7 @@ Pipeline (DESIGN.md section 2, steps 3-6), tensor in, tensor out, batched over i
                     query head
     allocator.py    ``RelevanceAllocator`` (nn.Module) assembling all of it from a ``RelevanceConfig``
 """
-from .allocation import (Allocation, allocate_random, allocate_top_k, allocate_uniform, information_gain,
+from .knapsack import (Allocation, allocate_random, allocate_top_k, allocate_uniform, information_gain,
                          solve, solve_brute_force, solve_dp, solve_greedy, utility_table)
 from .allocator import BASELINES, RelevanceAllocator, RelevanceOutput
 from .calibration import (CalibrationResult, fit_empirical_bayes, fit_query_laplace, fit_supervised,

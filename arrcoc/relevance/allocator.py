@@ -13,12 +13,13 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from .allocation import (Allocation, allocate_random, allocate_top_k, allocate_uniform, as_budget,
-                         exclude_regions, solve, utility_table)
+from ._validate import (all_finite, as_budget, check_features, check_generator_or_none, check_pixels,
+                        check_region_index)
 from .config import CHANNELS, RelevanceConfig
-from .posterior import RelevancePosterior, hierarchical_posterior, update_posterior
-from .scorers import (InformationScorer, QueryScorer, SalienceScorer, check_features, check_pixels,
-                      standardize)
+from .knapsack import (Allocation, allocate_random, allocate_top_k, allocate_uniform, exclude_regions,
+                       solve_unchecked, utility_table, utility_unchecked)
+from .posterior import RelevancePosterior, add_evidence, build_posterior
+from .scorers import InformationScorer, QueryScorer, SalienceScorer, standardize
 from .thompson import thompson
 
 __all__ = ["RelevanceAllocator", "RelevanceOutput", "BASELINES"]
@@ -88,26 +89,17 @@ class RelevanceAllocator(nn.Module):
                     precision=self.log_precision.exp().to(**kw), mu_global=self.mu_global.to(**kw),
                     tau=self.log_tau.exp().to(**kw), sigma=self.log_sigma.exp().to(**kw))
 
-    # ------------------------------------------------------------------ steps
+    # ------------------------------------------------------------------ steps (internal: inputs trusted)
     def score(self, region_features: Tensor, *, region_pixels: Tensor | None = None,
               query_embeds: Tensor | None = None, query_mask: Tensor | None = None):
-        """Run the scorers. Returns (raw scores dict, obs (B,K,R), mask (B,K,R), query cov factor
-        (B,R,H) on the obs scale, loc (B,K), scale (B,K))."""
-        check_features(region_features)
+        """Run the scorers on checked inputs. Returns (raw scores dict, obs (B,K,R), mask (B,K,R),
+        query cov factor (B,R,H) on the obs scale, loc (B,K), scale (B,K))."""
         B, R, D = region_features.shape
-        if D != self.feature_dim:
-            raise ValueError(f"region_features last dim must be feature_dim={self.feature_dim}, got {D}")
-        grey = None
-        if region_pixels is not None:
-            if not isinstance(region_pixels, Tensor) or region_pixels.dim() != 5 \
-                    or region_pixels.shape[:2] != (B, R):
-                raise ValueError(f"region_pixels must have shape ({B}, {R}, C, h, w), got "
-                                 f"{tuple(getattr(region_pixels, 'shape', ()))}")
-            grey = check_pixels(region_pixels).to(region_features.dtype).mean(2)  # (B, R, h, w)
+        grey = None if region_pixels is None else region_pixels.to(region_features.dtype).mean(2)  # (B, R, h, w)
         raw = {}
         raw.update(self.information(region_features, region_grey=grey))
         raw.update(self.salience(region_features, region_grey=grey))
-        q = self.query(region_features, query_embeds, query_mask)
+        q = self.query.compute(region_features, query_embeds, query_mask)
         raw["query"] = q.score
         dt, dev = region_features.dtype, region_features.device
         K = len(CHANNELS)
@@ -120,8 +112,6 @@ class RelevanceAllocator(nn.Module):
             if name not in raw:
                 continue
             s = raw[name].to(dt)  # (B, R)
-            if not torch.isfinite(s).all():
-                raise ValueError(f"scorer {name!r} produced NaN or inf")
             present = q.present if name == "query" else torch.ones(B, dtype=torch.bool, device=dev)
             if self.config.standardize == "image":
                 s, lk, sk = standardize(s, self._EPS)
@@ -135,6 +125,9 @@ class RelevanceAllocator(nn.Module):
                     factor = (factor - factor.mean(1, keepdim=True)) / scale[:, k, None, None]
             obs[:, k] = s
             mask[:, k] = present[:, None]
+        if not all_finite(torch.where(mask, obs, torch.zeros_like(obs))):  # one sync for every scorer
+            bad = sorted({CHANNELS[k] for k in (mask & ~torch.isfinite(obs)).nonzero()[:, 1].tolist()})
+            raise ValueError(f"scorer(s) {bad} produced NaN or inf")
         factor = factor * mask[:, CHANNELS.index("query"), :, None]  # no epistemic term where absent
         return raw, obs, mask, factor, loc, scale
 
@@ -143,23 +136,39 @@ class RelevanceAllocator(nn.Module):
                               ) -> RelevancePosterior:
         """Hierarchical posterior from channel observations (B, K, R) with this module's calibration."""
         cal = self.calibration(obs)
-        post = hierarchical_posterior(obs, mask, **cal, epistemic_factor=factor,
-                                      epistemic_channel=CHANNELS.index("query") if factor is not None else None)
+        B = obs.shape[0]
+        prior = {k: cal[k].expand(B) for k in ("mu_global", "tau", "sigma")}
+        post = build_posterior(obs, mask, cal["slope"], cal["offset"], cal["precision"], **prior,
+                               epistemic_factor=factor,
+                               epistemic_channel=CHANNELS.index("query") if factor is not None else None)
         return post._replace(channel_loc=loc, channel_scale=scale)
+
+    def region_budget(self, budget, batch: int, device) -> Tensor:
+        """Total-token budget (int or (B,), default ``config.budget``) -> tokens for the regions (B,)."""
+        total = as_budget(self.config.budget if budget is None else budget, batch, device)
+        g = self.config.global_tokens
+        if g and bool((total < g).any()):
+            raise ValueError(f"budget {total.tolist()} is below the global view's cost of {g} tokens "
+                             "(budget counts the global view and the regions)")
+        return total - g
 
     def allocate(self, posterior: RelevancePosterior, budget=None, generator: torch.Generator | None = None,
                  deterministic: bool = False, exclude: Tensor | None = None, solver: str | None = None,
-                 return_draws: bool = False):
+                 return_draws: bool = False, region_budget: Tensor | None = None):
         """Thompson-sample success probabilities and solve the knapsack -> Allocation
-        (and the ThompsonDraws when return_draws)."""
+        (and the ThompsonDraws when return_draws). budget: total tokens (see ``region_budget``);
+        region_budget (B,) long, if given, is the regions' share directly (internal callers)."""
         cfg = self.config
         B = posterior.batch_size
-        bud = as_budget(cfg.budget if budget is None else budget, B, posterior.precision.device)
+        dev = posterior.evidence_precision.device
+        bud = self.region_budget(budget, B, dev) if region_budget is None else region_budget
+        check_generator_or_none(generator, deterministic)
         td = thompson(posterior, cfg.num_thompson, generator, deterministic)
-        table = utility_table(td.probability, posterior.var, cfg.levels, cost=cfg.cost,
-                              gain_ref_tokens=cfg.gain_ref_tokens, content_variance=cfg.content_variance)
+        lv = torch.tensor(cfg.levels, dtype=td.probability.dtype, device=dev)  # (L,)
+        table = utility_unchecked(td.probability, posterior.var, lv, cfg.cost, cfg.gain_ref_tokens,
+                                  cfg.content_variance)  # (B, R, L)
         table = exclude_regions(table, exclude)  # (B, R, L)
-        alloc = solve(table, cfg.levels, bud, solver or cfg.solver)
+        alloc = solve_unchecked(table, lv.long(), bud, solver or cfg.solver)
         return (alloc, td) if return_draws else alloc
 
     def update(self, posterior: RelevancePosterior, region_index: Tensor, refined_scores,
@@ -172,32 +181,58 @@ class RelevanceAllocator(nn.Module):
         mask: (B, K) bool, False for padded slots (images of a batch refining different numbers of
         regions); masked slots carry no evidence and their scores are ignored.
         """
+        B, R = posterior.evidence_precision.shape
+        idx = check_region_index(region_index, B, R)
+        if mask is None:
+            mask = torch.ones_like(idx, dtype=torch.bool)
+        if not isinstance(mask, Tensor) or mask.dtype != torch.bool or mask.shape != idx.shape:
+            raise ValueError(f"mask must be a bool tensor of shape {tuple(idx.shape)}")
         items = refined_scores.items() if isinstance(refined_scores, dict) else [("refined", refined_scores)]
+        dt = posterior.evidence_precision.dtype
+        cal = self.calibration(posterior.evidence_precision)
         for name, s in items:
             if name not in CHANNELS:
                 raise ValueError(f"refined_scores has unknown channel {name!r}; known: {CHANNELS}")
-            if not isinstance(s, Tensor) or not s.dtype.is_floating_point:
-                raise TypeError(f"refined_scores[{name!r}] must be a floating-point tensor (B, K)")
+            if not isinstance(s, Tensor) or not s.dtype.is_floating_point or s.shape != idx.shape:
+                raise TypeError(f"refined_scores[{name!r}] must be a floating-point tensor of shape {tuple(idx.shape)}")
             k = CHANNELS.index(name)
-            s = s.to(posterior.precision.dtype)
-            if mask is not None:
-                s = torch.where(mask, s, torch.zeros_like(s))  # padded slots: any finite placeholder
+            s = torch.where(mask, s.to(dt), torch.zeros((), dtype=dt, device=s.device))  # padded: placeholder
+            if not all_finite(s):
+                raise ValueError(f"refined_scores[{name!r}] contains NaN or inf")
             if posterior.channel_loc is not None and name != "refined":
                 s = (s - posterior.channel_loc[:, k, None]) / posterior.channel_scale[:, k, None]
-            cal = self.calibration(posterior.precision)
-            posterior = update_posterior(posterior, region_index, s, slope=cal["slope"][k],
-                                         offset=cal["offset"][k], precision=cal["precision"][k], mask=mask)
+            posterior = add_evidence(posterior, idx, s, cal["slope"][k], cal["offset"][k], cal["precision"][k], mask)
         return posterior
 
+    # ------------------------------------------------------------------ public entry point (checked)
     def forward(self, region_features: Tensor, *, region_pixels: Tensor | None = None,
                 query_embeds: Tensor | None = None, query_mask: Tensor | None = None,
                 budget=None, generator: torch.Generator | None = None, deterministic: bool = False
                 ) -> RelevanceOutput:
-        """Score, infer, sample, allocate. Shapes in the RelevanceOutput field comments."""
+        """Score, infer, sample, allocate. Shapes in the RelevanceOutput field comments.
+
+        budget: total tokens per image (int or (B,); default ``config.budget``), of which
+        ``config.global_tokens`` are already spent on a global view. Validates every argument once;
+        the steps it calls trust them (a forward costs a handful of host synchronisations).
+        """
+        check_features(region_features)
+        B, R, D = region_features.shape
+        if D != self.feature_dim:
+            raise ValueError(f"region_features last dim must be feature_dim={self.feature_dim}, got {D}")
+        if region_pixels is not None:
+            if not isinstance(region_pixels, Tensor) or region_pixels.dim() != 5 \
+                    or region_pixels.shape[:2] != (B, R):
+                raise ValueError(f"region_pixels must have shape ({B}, {R}, C, h, w), got "
+                                 f"{tuple(getattr(region_pixels, 'shape', ()))}")
+            check_pixels(region_pixels)
+        if query_embeds is not None:
+            self.query.check_query(query_embeds, query_mask, B)
+        bud = self.region_budget(budget, B, region_features.device)
+        check_generator_or_none(generator, deterministic)
         raw, obs, mask, factor, loc, scale = self.score(region_features, region_pixels=region_pixels,
                                                         query_embeds=query_embeds, query_mask=query_mask)
         post = self.posterior_from_scores(obs, mask, factor, loc, scale)
-        alloc, td = self.allocate(post, budget, generator, deterministic, return_draws=True)
+        alloc, td = self.allocate(post, None, generator, deterministic, return_draws=True, region_budget=bud)
         return RelevanceOutput(alloc.levels, alloc.level_index, post.mean, post.var, alloc.tokens_used,
                                alloc.utility, raw, post, alloc.insufficient_budget, td.probability, td.draws,
                                mask[:, CHANNELS.index("query"), 0])
@@ -210,7 +245,7 @@ class RelevanceAllocator(nn.Module):
         cfg = self.config
         post = output.posterior
         B = post.batch_size
-        bud = as_budget(cfg.budget if budget is None else budget, B, post.precision.device)
+        bud = self.region_budget(budget, B, post.evidence_precision.device)
         table = utility_table(torch.sigmoid(post.mean), post.var, cfg.levels, cost=cfg.cost,
                               gain_ref_tokens=cfg.gain_ref_tokens, content_variance=cfg.content_variance)
         if kind == "uniform":

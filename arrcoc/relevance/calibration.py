@@ -9,13 +9,17 @@ fit_supervised       relevance targets r (N, R) are known (e.g. from grounding a
                      MLE (grand mean; sigma^2 = within-image variance; tau^2 = between-image
                      variance of the image means minus sigma^2 / R, floored at 0+).
 fit_empirical_bayes  no targets: maximise the exact log marginal likelihood sum_n log p(s_n)
-                     (posterior.log_evidence, O(R K) per image) with L-BFGS. The location and scale
+                     (posterior.log_evidence, O(R K) per image) with the toolkit's L-BFGS
+                     (``arrcoc.bayes.laplace.find_map``). The location and scale
                      of r are not identified from scores alone, so by default mu_global and sigma
                      stay fixed at their initial values (`fix`), and `orient_channel` fixes the sign.
 
 laplace_head_covariance / fit_query_laplace: the query scorer's output projection w is the last
 layer; for a Gaussian loss on its score with noise precision beta and a N(0, I / alpha) prior the
-Laplace (= exact, the model being linear in w) posterior covariance is (alpha I + beta Phi^T Phi)^-1.
+Laplace (= exact, the model being linear in w) posterior covariance is (alpha I + beta Phi^T Phi)^-1,
+computed by the toolkit's ``laplace_nn(subset="last_layer", hessian="ggn")``. The prior of the
+relevance logits, log p(r_n), is the toolkit's ``NormalNormal.log_evidence`` (r_i ~ N(mu, sigma^2)
+around an image mean mu ~ N(mu_global, tau^2)).
 """
 from __future__ import annotations
 
@@ -23,11 +27,15 @@ import math
 from dataclasses import dataclass, field
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from arrcoc.bayes.conjugate import NormalNormal
+from arrcoc.bayes.laplace import LaplaceConfig, find_map, laplace_nn
+
+from ._validate import check_observations
 from .config import CHANNELS
-from .posterior import check_observations, log_evidence
+from .posterior import log_evidence_unchecked
 
 __all__ = ["CalibrationResult", "fit_supervised", "fit_empirical_bayes", "hierarchical_log_likelihood",
            "laplace_head_covariance", "fit_query_laplace"]
@@ -80,17 +88,12 @@ class CalibrationResult:
 
 
 def hierarchical_log_likelihood(relevance: Tensor, mu_global, tau, sigma) -> Tensor:
-    """log p(r_n) under r_n ~ N(mu 1, sigma^2 I + tau^2 1 1^T), per image: (N, R) -> (N,), O(R)."""
-    N, R = relevance.shape
+    """log p(r_n) under r_n ~ N(mu 1, sigma^2 I + tau^2 1 1^T), per image: (N, R) -> (N,), O(R).
+    This is the evidence of the toolkit's Normal-Normal model (image mean ~ N(mu_global, tau^2),
+    each r_i ~ N(image mean, sigma^2))."""
     kw = dict(dtype=relevance.dtype, device=relevance.device)
-    t2, s2 = torch.as_tensor(tau, **kw) ** 2, torch.as_tensor(sigma, **kw) ** 2
-    d = relevance - mu_global  # (N, R)
-    sq = (d ** 2).sum(-1)
-    tot = d.sum(-1)
-    # Sherman-Morrison: inverse = I/s2 - t2/(s2 (s2 + R t2)) 1 1^T; det = s2^(R-1) (s2 + R t2)
-    quad = sq / s2 - t2 * tot ** 2 / (s2 * (s2 + R * t2))
-    logdet = (R - 1) * torch.log(s2) + torch.log(s2 + R * t2)
-    return -0.5 * (R * math.log(2 * math.pi) + logdet + quad)
+    model = NormalNormal(torch.as_tensor(mu_global, **kw), torch.as_tensor(tau, **kw), torch.as_tensor(sigma, **kw))
+    return model.log_evidence(relevance)
 
 
 def fit_supervised(obs: Tensor, mask: Tensor | None, relevance: Tensor, min_tau: float = 1e-3
@@ -170,58 +173,71 @@ def fit_empirical_bayes(obs: Tensor, mask: Tensor | None = None, *, init: Calibr
     if init is None:
         mean_k = (torch.where(mask, obs, torch.zeros_like(obs)).sum((0, 2)) / w.sum((0, 2)).clamp_min(1))
         init = CalibrationResult(obs.new_ones(K), mean_k, obs.new_ones(K), 0.0, 1.0, 1.0, float("nan"), "init")
+    # unconstrained parameters, in this order; the free ones are packed into one vector for L-BFGS
     p = {"slope": init.slope.to(obs).clone(), "offset": init.offset.to(obs).clone(),
-         "log_precision": init.precision.to(obs).log(), "mu_global": obs.new_tensor(init.mu_global),
-         "log_tau": obs.new_tensor(math.log(init.tau)), "log_sigma": obs.new_tensor(math.log(init.sigma))}
+         "log_precision": init.precision.to(obs).log(), "mu_global": obs.new_tensor(init.mu_global)[None],
+         "log_tau": obs.new_tensor(math.log(init.tau))[None], "log_sigma": obs.new_tensor(math.log(init.sigma))[None]}
     fixed_names = {"precision": "log_precision", "tau": "log_tau", "sigma": "log_sigma"}
     free = [k for k in p if not any(fixed_names.get(f, f) == k for f in fix)]
-    for k in free:
-        p[k].requires_grad_(True)
+    sizes = [p[k].numel() for k in free]
 
-    def objective():
-        return -log_evidence(obs, mask, slope=p["slope"], offset=p["offset"], precision=p["log_precision"].exp(),
-                             mu_global=p["mu_global"], tau=p["log_tau"].exp(), sigma=p["log_sigma"].exp()).sum() / N
+    def unpack(theta: Tensor) -> dict:
+        q = dict(p)
+        q.update(zip(free, theta.split(sizes)))
+        return q
 
+    def objective(theta: Tensor) -> Tensor:
+        q = unpack(theta)
+        return -log_evidence_unchecked(obs, mask, q["slope"], q["offset"], q["log_precision"].exp(),
+                                       q["mu_global"].expand(N), q["log_tau"].exp().expand(N),
+                                       q["log_sigma"].exp().expand(N)).sum() / N
+
+    theta0 = torch.cat([p[k] for k in free]) if free else obs.new_zeros(0)
     iterations = 0
     if free:
-        opt = torch.optim.LBFGS([p[k] for k in free], lr=1.0, max_iter=max_iter, tolerance_grad=1e-9,
-                                tolerance_change=1e-12, line_search_fn="strong_wolfe")
         bar = tqdm(total=max_iter, disable=not progress, desc="empirical Bayes")
 
-        def closure():
+        def counted(theta: Tensor) -> Tensor:  # objective evaluations = L-BFGS closure calls
             nonlocal iterations
-            opt.zero_grad()
-            loss = objective()
-            loss.backward()
             iterations += 1
             bar.update(1)
-            return loss
+            return objective(theta)
 
-        opt.step(closure)
+        theta, _, _ = find_map(counted, theta0, LaplaceConfig(max_iter=max_iter, tolerance_grad=1e-9,
+                                                              tolerance_change=1e-12))
         bar.close()
+    else:
+        theta = theta0
     with torch.no_grad():
-        slope, offset = p["slope"].detach().clone(), p["offset"].detach().clone()
-        mu = float(p["mu_global"].detach())
+        q = unpack(theta)
+        slope, offset = q["slope"].clone(), q["offset"].clone()
+        mu = float(q["mu_global"])
         if orient_channel is not None and slope[orient_channel] < 0 and mu == 0.0:
             slope = -slope
-        ll = float(-objective() * N)
-    return CalibrationResult(slope, offset, p["log_precision"].detach().exp(), mu,
-                             float(p["log_tau"].detach().exp()), float(p["log_sigma"].detach().exp()), ll, "empirical_bayes", iterations,
+        ll = float(-objective(theta) * N)
+    return CalibrationResult(slope, offset, q["log_precision"].exp(), mu, float(q["log_tau"].exp()),
+                             float(q["log_sigma"].exp()), ll, "empirical_bayes", iterations,
                              CHANNELS if K == len(CHANNELS) else tuple(range(K)))
 
 
 def laplace_head_covariance(phi: Tensor, noise_precision: float, prior_precision: float) -> Tensor:
     """(alpha I + beta Phi^T Phi)^-1 for last-layer inputs phi (N, H): the (exact) Laplace posterior
-    covariance of a linear output layer under a Gaussian loss with precision beta, prior N(0, I/alpha)."""
+    covariance of a linear output layer under a Gaussian loss with precision beta, prior N(0, I/alpha).
+    Computed by the toolkit's ``laplace_nn(subset="last_layer", hessian="ggn")`` on a bias-free
+    linear head (the GGN does not depend on the weights or targets of a linear-Gaussian layer, so
+    both are zero: the zero weights are then exactly the mode)."""
     if not isinstance(phi, Tensor) or phi.dim() != 2 or phi.shape[0] == 0:
         raise ValueError(f"phi must have shape (N, H) with N >= 1, got {tuple(getattr(phi, 'shape', ()))}")
     if not torch.isfinite(phi).all():
         raise ValueError("phi contains NaN or inf")
     if not (noise_precision > 0 and prior_precision > 0):
         raise ValueError("noise_precision and prior_precision must be positive")
-    H = phi.shape[1]
-    prec = prior_precision * torch.eye(H, dtype=phi.dtype, device=phi.device) + noise_precision * phi.T @ phi
-    return torch.cholesky_inverse(torch.linalg.cholesky(prec))
+    head = nn.Linear(phi.shape[1], 1, bias=False).to(dtype=phi.dtype, device=phi.device)
+    nn.init.zeros_(head.weight)
+    with torch.enable_grad():  # the GGN is built by autograd (callers may run under no_grad)
+        res = laplace_nn(head, phi, phi.new_zeros(phi.shape[0]), sigma_noise=float(noise_precision) ** -0.5,
+                         prior_precision=float(prior_precision), subset="last_layer", hessian="ggn")
+    return res.covariance
 
 
 @torch.no_grad()

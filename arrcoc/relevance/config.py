@@ -62,8 +62,14 @@ class RelevanceConfig:
 
     # DeepSeek-OCR's Tiny/Small/Base/Large token counts (8x8, 10x10, 16x16, 20x20 grids) plus "skip".
     levels: tuple[int, ...] = (0, 64, 100, 256, 400)
-    # 16 regions x 100 tokens on average: a Small encoding of every cell of the default 4x4 grid.
-    budget: int = 1600
+    # Total visual tokens per image, everywhere in ARR-COC (this config, ARRCOCVisionConfig, the CLI):
+    # what the user pays for, global view included. 1024 is ~16 % of full detail on the default
+    # grid (64 + 16 x 400 = 6464): room for one Large (400) region plus a few Base ones, the regime
+    # where the choice of regions matters (token pruning papers report at 11-33 % of tokens).
+    budget: int = 1024
+    # Tokens of the budget already spent on a global view before the regions are allocated: 0 when
+    # the allocator is used alone; the encoder sets it to its thumbnail's tokens.
+    global_tokens: int = 0
     # 4x4 grid of regions (DESIGN step 1); used for neighbour-based centre-surround and the mosaic
     # spectral residual when R == grid**2.
     grid: int = 4
@@ -121,6 +127,10 @@ class RelevanceConfig:
         self.budget = int(self.budget)
         if self.budget < 0:
             raise ValueError(f"budget must be non-negative, got {self.budget}")
+        if isinstance(self.global_tokens, bool) or not float(self.global_tokens).is_integer() \
+                or not 0 <= int(self.global_tokens) <= self.budget:
+            raise ValueError(f"global_tokens must be an int in [0, budget={self.budget}], got {self.global_tokens!r}")
+        self.global_tokens = int(self.global_tokens)
         for name in ("grid", "num_thompson", "num_heads", "head_dim", "histogram_bins",
                      "histogram_max_pixels", "spectral_size"):
             v = getattr(self, name)

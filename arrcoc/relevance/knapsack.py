@@ -32,11 +32,12 @@ from typing import NamedTuple, Sequence
 import torch
 from torch import Tensor
 
+from ._validate import as_budget, check_table
 from .config import validate_levels
 
 __all__ = [
-    "Allocation", "information_gain", "utility_table", "exclude_regions", "as_budget",
-    "solve", "solve_dp", "solve_greedy", "solve_brute_force",
+    "Allocation", "information_gain", "utility_table", "utility_unchecked", "exclude_regions", "as_budget",
+    "solve", "solve_unchecked", "solve_dp", "solve_greedy", "solve_brute_force", "dp_levels", "greedy_levels",
     "allocate_uniform", "allocate_random", "allocate_top_k",
 ]
 
@@ -76,64 +77,32 @@ def _levels_tensor(levels: Sequence[int], device) -> Tensor:
     return torch.tensor(validate_levels(levels, "levels"), dtype=torch.long, device=device)  # (L,)
 
 
-def as_budget(budget, batch: int, device=None) -> Tensor:
-    """Budget as a LongTensor (B,): an int, or an integer tensor of shape () or (B,), all >= 0."""
-    if isinstance(budget, bool):
-        raise TypeError("budget must be an int or an integer LongTensor, got bool")
-    if isinstance(budget, Tensor):
-        if budget.dtype.is_floating_point or budget.dtype.is_complex or budget.dtype == torch.bool:
-            raise TypeError(f"budget must be an integer tensor, got dtype {budget.dtype}")
-        if budget.dim() == 0:
-            budget = budget.expand(batch)
-        if budget.shape != (batch,):
-            raise ValueError(f"budget must be a scalar or have shape ({batch},), got {tuple(budget.shape)}")
-        out = budget.to(device=device, dtype=torch.long)
-    elif isinstance(budget, int):
-        out = torch.full((batch,), budget, dtype=torch.long, device=device)
-    else:
-        raise TypeError(f"budget must be an int or an integer tensor, got {type(budget).__name__}")
-    if (out < 0).any():
-        raise ValueError(f"budget must be non-negative, got {out.tolist()}")
-    return out
-
-
-def _check_table(table: Tensor, num_levels: int) -> None:
-    if not isinstance(table, Tensor) or not table.dtype.is_floating_point:
-        raise TypeError("table must be a floating-point tensor of shape (B, R, L)")
-    if table.dim() != 3:
-        raise ValueError(f"table must have shape (B, R, L), got {tuple(table.shape)}")
-    B, R, L = table.shape
-    if B == 0:
-        raise ValueError("table has an empty batch (B = 0)")
-    if R == 0:
-        raise ValueError("table has no regions (R = 0)")
-    if L != num_levels:
-        raise ValueError(f"table's last dim ({L}) must equal the number of levels ({num_levels})")
-    if torch.isnan(table).any() or (table == math.inf).any():
-        raise ValueError("table contains NaN or +inf (only -inf, meaning 'forbidden', is allowed)")
-    if not torch.isfinite(table[..., 0]).all():
-        raise ValueError("table[..., 0] (the zero-token level) must be finite")
-
-
 def information_gain(levels: Sequence[int], var: Tensor, *, gain_ref_tokens: float = 64.0,
                      content_variance: float = 1.0) -> Tensor:
     """gain(l, v) = 0.5 * log(1 + l * (content_variance + v) / gain_ref_tokens): (B, R) -> (B, R, L)."""
     lv = torch.tensor(validate_levels(levels), dtype=var.dtype, device=var.device)  # (L,)
-    return 0.5 * torch.log1p(lv * (content_variance + var[..., None]) / gain_ref_tokens)  # (B, R, L)
+    return utility_unchecked(torch.ones_like(var), var, lv, 0.0, gain_ref_tokens, content_variance)  # (B, R, L)
 
 
 def utility_table(prob: Tensor, var: Tensor, levels: Sequence[int], *, cost: float,
                   gain_ref_tokens: float = 64.0, content_variance: float = 1.0) -> Tensor:
     """T[b,i,j] = prob[b,i] * gain(levels[j], var[b,i]) - cost * levels[j]  -> (B, R, L)."""
+    if not isinstance(prob, Tensor) or not isinstance(var, Tensor):
+        raise TypeError("prob and var must be tensors of shape (B, R)")
     if prob.shape != var.shape:
         raise ValueError(f"prob {tuple(prob.shape)} and var {tuple(var.shape)} must have the same shape")
     if not torch.isfinite(prob).all() or (prob < 0).any() or (prob > 1).any():
         raise ValueError("prob must be finite and in [0, 1]")
     if not torch.isfinite(var).all() or (var < 0).any():
         raise ValueError("var must be finite and non-negative")
-    gain = information_gain(levels, var, gain_ref_tokens=gain_ref_tokens,
-                            content_variance=content_variance)  # (B, R, L)
-    lv = torch.tensor(levels, dtype=var.dtype, device=var.device)  # (L,)
+    lv = torch.tensor(validate_levels(levels), dtype=var.dtype, device=var.device)  # (L,)
+    return utility_unchecked(prob, var, lv, cost, gain_ref_tokens, content_variance)
+
+
+def utility_unchecked(prob: Tensor, var: Tensor, lv: Tensor, cost: float, gain_ref_tokens: float,
+                      content_variance: float) -> Tensor:
+    """Core of :func:`utility_table` for checked inputs; lv: (L,) levels of var's dtype."""
+    gain = 0.5 * torch.log1p(lv * (content_variance + var[..., None]) / gain_ref_tokens)  # (B, R, L)
     return prob[..., None] * gain - cost * lv  # (B, R, L)
 
 
@@ -158,7 +127,7 @@ def _finish(table: Tensor, lv: Tensor, idx: Tensor, budget: Tensor, solver: str)
 
 def _prepare(table, levels, budget):
     lv = _levels_tensor(levels, table.device if isinstance(table, Tensor) else None)
-    _check_table(table, lv.numel())
+    check_table(table, lv.numel())
     B, R, _ = table.shape
     bud = as_budget(budget, B, table.device)
     return lv, bud, B, R
@@ -175,13 +144,27 @@ def solve_dp(table: Tensor, levels: Sequence[int], budget) -> Allocation:
     (the same float operations as the forward pass, so equality is exact). Memory O(R B U) floats.
     """
     lv, bud, B, R = _prepare(table, levels, budget)
-    L = lv.numel()
+    return _finish(table, lv, dp_levels(table.detach(), lv, bud), bud, "dp")
+
+
+def dp_levels(work: Tensor, lv: Tensor, bud: Tensor) -> Tensor:
+    """Unchecked core of :func:`solve_dp`: level indices (B, R) for table (B, R, L), levels (L,), budget (B,).
+
+    Short cut: where the budget covers every region's unconstrained best level (the per-region argmax;
+    smallest level on ties), that is the optimum and no table is built. Otherwise the DP table spans
+    only the budget that can matter: min(budget, sum of those best levels) for the rows that bind.
+    """
+    B, R, L = work.shape
+    best_idx = (work == work.amax(-1, keepdim=True)).to(torch.uint8).argmax(-1)  # (B, R) first argmax
+    need = lv[best_idx].sum(-1)  # (B,) tokens of the unconstrained optimum
+    binds = bud < need  # (B,)
+    if not bool(binds.any()):
+        return best_idx
     unit = reduce(math.gcd, lv.tolist())
     w = (lv // unit).tolist()  # weights in units
     wmax = max(w)
-    cap = torch.clamp(bud, max=R * int(lv[-1])) // unit  # (B,) no need to look past R * max level
+    cap = torch.where(binds, torch.minimum(bud, need), torch.zeros_like(bud)) // unit  # (B,)
     U = int(cap.max())
-    work = table.detach()  # the search is discrete; the returned utility keeps table's graph
     # best[i] is stored with wmax columns of -inf in front, so shifting by w never leaves the array
     best = work.new_empty(R + 1, B, wmax + U + 1)  # (R+1, B, wmax+U+1)
     best[:, :, :wmax] = -math.inf
@@ -202,18 +185,22 @@ def solve_dp(table: Tensor, levels: Sequence[int], budget) -> Allocation:
         c = (cand == target[:, None]).to(torch.uint8).argmax(dim=1)  # (B,) first exact match
         idx[:, i] = c
         u = u - wt[c]
-    return _finish(table, lv, idx, bud, "dp")
+    return torch.where(binds[:, None], idx, best_idx)
 
 
 def solve_greedy(table: Tensor, levels: Sequence[int], budget) -> Allocation:
     """Greedy: repeatedly apply the upgrade (any region, any higher level) with the largest utility
     gain per extra token that still fits; stop when no upgrade fits or none improves utility."""
     lv, bud, B, R = _prepare(table, levels, budget)
-    L = lv.numel()
-    cur = torch.zeros(B, R, dtype=torch.long, device=table.device)  # (B, R)
+    return _finish(table, lv, greedy_levels(table.detach(), lv, bud), bud, "greedy")
+
+
+def greedy_levels(work: Tensor, lv: Tensor, bud: Tensor) -> Tensor:
+    """Unchecked core of :func:`solve_greedy`: level indices (B, R)."""
+    B, R, L = work.shape
+    cur = torch.zeros(B, R, dtype=torch.long, device=work.device)  # (B, R)
     rem = bud.clone()  # (B,)
-    rows = torch.arange(B, device=table.device)
-    work = table.detach()
+    rows = torch.arange(B, device=work.device)
     for _ in range(R * (L - 1)):
         du = work - work.gather(-1, cur[..., None])  # (B, R, L)
         dw = lv[None, None, :] - lv[cur][..., None]  # (B, R, L)
@@ -227,7 +214,7 @@ def solve_greedy(table: Tensor, levels: Sequence[int], budget) -> Allocation:
         new_l = torch.where(go, l, cur[rows, r])
         rem = rem - torch.where(go, lv[l] - lv[cur[rows, r]], torch.zeros_like(rem))
         cur[rows, r] = new_l
-    return _finish(table, lv, cur, bud, "greedy")
+    return cur
 
 
 def solve_brute_force(table: Tensor, levels: Sequence[int], budget, max_combinations: int = 2_000_000
@@ -253,6 +240,12 @@ def solve(table: Tensor, levels: Sequence[int], budget, solver: str = "dp") -> A
     if solver == "greedy":
         return solve_greedy(table, levels, budget)
     raise ValueError(f"solver must be 'dp' or 'greedy', got {solver!r}")
+
+
+def solve_unchecked(table: Tensor, lv: Tensor, bud: Tensor, solver: str) -> Allocation:
+    """:func:`solve` for checked inputs: table (B, R, L), lv (L,) long levels, bud (B,) long."""
+    idx = dp_levels(table.detach(), lv, bud) if solver == "dp" else greedy_levels(table.detach(), lv, bud)
+    return _finish(table, lv, idx, bud, solver)
 
 
 # ----------------------------------------------------------------------------- baselines

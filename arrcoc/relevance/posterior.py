@@ -26,6 +26,21 @@ J F = diag(g / d) F + V c (c * g)^T F with g_i = mask_i a_q lambda_q. The poster
 "diagonal plus low rank" (rank 1 + E) and is exposed as a LowRankMultivariateNormal (joint) and
 independent Normal marginals.
 
+The moments come from the toolkit's pooling kernel ``arrcoc.bayes.hierarchical.pool_normal``: this
+model is the normal-normal hierarchy of ``arrcoc.bayes.hierarchical`` with the regions as groups.
+The two vocabularies (relevance keeps its own, which matches the DESIGN's model):
+
+    relevance (here)                     arrcoc.bayes.hierarchical / pool_normal
+    ----------------------------------   ----------------------------------------------
+    region relevance logit r_i           group effect theta_j
+    image mean mu_img                    population mean mu
+    mu_global, tau^2 (prior of mu_img)   mu_loc, mu_scale^2 (mu_var in pool_normal)
+    sigma^2 (spread of r_i)              tau^2 (group_var in pool_normal)
+    evidence_precision P_i               1 / sigma_j^2 (precision)
+    evidence_info h_i                    y_j / sigma_j^2 (info)
+    channel precision lambda_k           (one scorer's share of P_i; no toolkit analogue)
+    region_precision d_i                 1 / cond_var_j
+
 Sequential update: new evidence for some regions only adds to their (P_i, h_i); every derived
 quantity (all regions' means and variances, moved through mu_img) is recomputed from them, so
 updating in turn equals conditioning on all the evidence at once.
@@ -39,9 +54,13 @@ import torch
 from torch import Tensor
 from torch.distributions import LowRankMultivariateNormal, MultivariateNormal, Normal
 
+from arrcoc.bayes.hierarchical import PooledNormal, pool_normal
+
+from ._validate import as_batch, as_channels, check_observations, check_region_index
+
 __all__ = [
-    "RelevancePosterior", "evidence", "hierarchical_posterior", "update_posterior", "log_evidence",
-    "check_observations",
+    "RelevancePosterior", "evidence", "build_posterior", "hierarchical_posterior", "add_evidence",
+    "update_posterior", "log_evidence", "log_evidence_unchecked",
 ]
 
 _LOG_2PI = math.log(2 * math.pi)
@@ -50,49 +69,53 @@ _LOG_2PI = math.log(2 * math.pi)
 class RelevancePosterior(NamedTuple):
     """Sufficient statistics of the posterior; every other quantity is a cheap derived property."""
 
-    prior_loc: Tensor         # (B,) mu_global
-    prior_var: Tensor         # (B,) tau^2
-    region_var: Tensor        # (B,) sigma^2
-    precision: Tensor         # (B, R) evidence precision P_i
-    info: Tensor              # (B, R) evidence information h_i
-    epistemic_factor: Tensor  # (B, R, E) score-space covariance factor of the uncertain channel
-    epistemic_weight: Tensor  # (B, R) g_i = mask_i a_q lambda_q of that channel (0 where unobserved)
+    prior_loc: Tensor           # (B,) mu_global
+    prior_var: Tensor           # (B,) tau^2
+    region_var: Tensor          # (B,) sigma^2
+    evidence_precision: Tensor  # (B, R) P_i = sum_k mask_ki a_k^2 lambda_k
+    evidence_info: Tensor       # (B, R) h_i = sum_k mask_ki a_k lambda_k (s_ki - b_k)
+    epistemic_factor: Tensor    # (B, R, E) score-space covariance factor of the uncertain channel
+    epistemic_weight: Tensor    # (B, R) g_i = mask_i a_q lambda_q of that channel (0 where unobserved)
     # Optional per-channel standardisation applied to the raw scores, (B, K) each: lets later
     # evidence from the same scorers be put on the same scale (None = raw scores were used).
     channel_loc: Tensor | None = None
     channel_scale: Tensor | None = None
 
     # ------------------------------------------------------------------ derived, all O(R)
+    def pooled(self) -> PooledNormal:
+        """The toolkit's pooling kernel on this posterior's evidence (one call gives every moment)."""
+        return pool_normal(self.evidence_precision, self.evidence_info, self.region_var, self.prior_loc,
+                           self.prior_var)
+
     @property
     def region_precision(self) -> Tensor:
         """d_i = 1/sigma^2 + P_i, precision of r_i given mu_img: (B, R)."""
-        return 1.0 / self.region_var[:, None] + self.precision
+        return 1.0 / self.region_var[:, None] + self.evidence_precision
 
     @property
     def coupling(self) -> Tensor:
         """c_i = 1 / (1 + sigma^2 P_i) = dE[r_i | mu_img, s] / d mu_img: (B, R)."""
-        return 1.0 / (1.0 + self.region_var[:, None] * self.precision)
+        return self.pooled().coupling
 
     @property
     def mu_img_var(self) -> Tensor:
         """V = Var(mu_img | s): (B,)."""
-        w = self.precision * self.coupling  # (B, R) P_i / (1 + sigma^2 P_i)
-        return 1.0 / (1.0 / self.prior_var + w.sum(-1))
+        return self.pooled().mu_var
 
     @property
     def mu_img_mean(self) -> Tensor:
         """E(mu_img | s): (B,)."""
-        return self.mu_img_var * (self.prior_loc / self.prior_var + (self.coupling * self.info).sum(-1))
+        return self.pooled().mu_mean
 
     @property
     def mean(self) -> Tensor:
         """Posterior mean m_i of the relevance logits: (B, R)."""
-        return self.coupling * self.mu_img_mean[:, None] + self.info / self.region_precision
+        return self.pooled().mean
 
     @property
     def aleatoric_var(self) -> Tensor:
         """Var(r_i | s) at the point estimate of the scorer parameters: 1/d_i + c_i^2 V, (B, R)."""
-        return 1.0 / self.region_precision + self.coupling ** 2 * self.mu_img_var[:, None]
+        return self.pooled().var
 
     @property
     def epistemic_cov_factor(self) -> Tensor:
@@ -125,11 +148,11 @@ class RelevancePosterior(NamedTuple):
 
     @property
     def batch_size(self) -> int:
-        return self.precision.shape[0]
+        return self.evidence_precision.shape[0]
 
     @property
     def num_regions(self) -> int:
-        return self.precision.shape[1]
+        return self.evidence_precision.shape[1]
 
     # ------------------------------------------------------------------ distributions
     def marginal(self) -> Normal:
@@ -169,66 +192,38 @@ class RelevancePosterior(NamedTuple):
 
 # ---------------------------------------------------------------------------- construction
 
-def _as_batch(x, B: int, like: Tensor, name: str, positive: bool = False) -> Tensor:
-    t = torch.as_tensor(x, dtype=like.dtype, device=like.device)
-    if t.dim() == 0:
-        t = t.expand(B)
-    if t.shape != (B,):
-        raise ValueError(f"{name} must be a scalar or have shape ({B},), got {tuple(t.shape)}")
-    if not torch.isfinite(t).all():
-        raise ValueError(f"{name} must be finite")
-    if positive and (t <= 0).any():
-        raise ValueError(f"{name} must be positive")
-    return t
-
-
-def _as_channels(x, K: int, like: Tensor, name: str, positive: bool = False) -> Tensor:
-    t = torch.as_tensor(x, dtype=like.dtype, device=like.device)
-    if t.dim() == 0:
-        t = t.expand(K)
-    if t.shape != (K,):
-        raise ValueError(f"{name} must be a scalar or have shape ({K},) (one per channel), got {tuple(t.shape)}")
-    if not torch.isfinite(t).all():
-        raise ValueError(f"{name} must be finite")
-    if positive and (t <= 0).any():
-        raise ValueError(f"{name} must be positive")
-    return t
-
-
-def check_observations(obs: Tensor, mask: Tensor | None, name: str = "obs") -> Tensor:
-    """Validate obs (B, K, R) and mask (bool, same shape or None = all observed); returns the mask.
-    Observed entries must be finite; unobserved ones are ignored (they may hold anything)."""
-    if not isinstance(obs, Tensor) or not obs.dtype.is_floating_point:
-        raise TypeError(f"{name} must be a floating-point tensor of shape (B, K, R)")
-    if obs.dim() != 3:
-        raise ValueError(f"{name} must have shape (B, K, R), got {tuple(obs.shape)}")
-    if obs.shape[0] == 0:
-        raise ValueError(f"{name} has an empty batch (B = 0)")
-    if obs.shape[2] == 0:
-        raise ValueError(f"{name} has no regions (R = 0)")
-    if mask is None:
-        mask = torch.ones(obs.shape, dtype=torch.bool, device=obs.device)
-    if not isinstance(mask, Tensor) or mask.dtype != torch.bool or mask.shape != obs.shape:
-        raise ValueError(f"mask must be a bool tensor of shape {tuple(obs.shape)}")
-    bad = mask & ~torch.isfinite(obs)
-    if bad.any():
-        b, k, r = bad.nonzero()[0].tolist()
-        raise ValueError(f"{name} has a NaN or inf observed entry (image {b}, channel {k}, region {r})")
-    return mask
-
-
-def evidence(obs: Tensor, mask: Tensor | None, slope, offset, precision) -> tuple[Tensor, Tensor]:
-    """(P, h): evidence precision and information per region, each (B, R)."""
-    mask = check_observations(obs, mask)
-    K = obs.shape[1]
-    a = _as_channels(slope, K, obs, "slope")
-    b = _as_channels(offset, K, obs, "offset")
-    lam = _as_channels(precision, K, obs, "precision", positive=True)
+def evidence(obs: Tensor, mask: Tensor, slope: Tensor, offset: Tensor, precision: Tensor
+             ) -> tuple[Tensor, Tensor]:
+    """(P, h): evidence precision and information per region, each (B, R). Internal: obs (B, K, R),
+    mask bool (B, K, R), slope / offset / precision (K,) tensors, already checked."""
     m = mask.to(obs.dtype)  # (B, K, R)
-    resid = torch.where(mask, obs - b[None, :, None], torch.zeros_like(obs))  # (B, K, R)
-    P = torch.einsum("bkr,k->br", m, a * a * lam)  # (B, R)
-    h = torch.einsum("bkr,k->br", resid, a * lam)  # (B, R)
+    resid = torch.where(mask, obs - offset[None, :, None], torch.zeros_like(obs))  # (B, K, R)
+    P = torch.einsum("bkr,k->br", m, slope * slope * precision)  # (B, R)
+    h = torch.einsum("bkr,k->br", resid, slope * precision)  # (B, R)
     return P, h
+
+
+def build_posterior(obs: Tensor, mask: Tensor, slope: Tensor, offset: Tensor, precision: Tensor,
+                    mu_global: Tensor, tau: Tensor, sigma: Tensor, epistemic_factor: Tensor | None = None,
+                    epistemic_channel: int | None = None) -> RelevancePosterior:
+    """Unchecked core of :func:`hierarchical_posterior`: calibration as (K,) tensors, prior as (B,)."""
+    B, K, R = obs.shape
+    P, h = evidence(obs, mask, slope, offset, precision)
+    if epistemic_factor is None:
+        F, g = obs.new_zeros(B, R, 0), obs.new_zeros(B, R)
+    else:
+        k = epistemic_channel
+        F = epistemic_factor.to(obs.dtype)  # (B, R, E)
+        g = mask[:, k, :].to(obs.dtype) * slope[k] * precision[k]  # (B, R)
+    return RelevancePosterior(mu_global, tau ** 2, sigma ** 2, P, h, F, g)
+
+
+def _check_calibration(obs, slope, offset, precision, mu_global, tau, sigma) -> dict:
+    B, K, _ = obs.shape
+    return dict(slope=as_channels(slope, K, obs, "slope"), offset=as_channels(offset, K, obs, "offset"),
+                precision=as_channels(precision, K, obs, "precision", positive=True),
+                mu_global=as_batch(mu_global, B, obs, "mu_global"), tau=as_batch(tau, B, obs, "tau", positive=True),
+                sigma=as_batch(sigma, B, obs, "sigma", positive=True))
 
 
 def hierarchical_posterior(obs: Tensor, mask: Tensor | None = None, *, slope=1.0, offset=0.0,
@@ -244,15 +239,10 @@ def hierarchical_posterior(obs: Tensor, mask: Tensor | None = None, *, slope=1.0
     """
     mask = check_observations(obs, mask)
     B, K, R = obs.shape
-    P, h = evidence(obs, mask, slope, offset, precision)
-    mu_g = _as_batch(mu_global, B, obs, "mu_global")
-    tau_t = _as_batch(tau, B, obs, "tau", positive=True)
-    sig_t = _as_batch(sigma, B, obs, "sigma", positive=True)
-    if epistemic_factor is None:
-        F = obs.new_zeros(B, R, 0)
-        g = obs.new_zeros(B, R)
-    else:
-        if epistemic_channel is None or not (0 <= int(epistemic_channel) < K):
+    cal = _check_calibration(obs, slope, offset, precision, mu_global, tau, sigma)
+    if epistemic_factor is not None:
+        if isinstance(epistemic_channel, bool) or not isinstance(epistemic_channel, int) \
+                or not (0 <= epistemic_channel < K):
             raise ValueError(f"epistemic_channel must be a channel index in [0, {K}) when "
                              f"epistemic_factor is given, got {epistemic_channel!r}")
         if not isinstance(epistemic_factor, Tensor) or epistemic_factor.dim() != 3 \
@@ -261,12 +251,18 @@ def hierarchical_posterior(obs: Tensor, mask: Tensor | None = None, *, slope=1.0
                              f"{tuple(getattr(epistemic_factor, 'shape', ()))}")
         if not torch.isfinite(epistemic_factor).all():
             raise ValueError("epistemic_factor contains NaN or inf")
-        k = int(epistemic_channel)
-        a = _as_channels(slope, K, obs, "slope")[k]
-        lam = _as_channels(precision, K, obs, "precision", positive=True)[k]
-        F = epistemic_factor.to(obs.dtype)
-        g = mask[:, k, :].to(obs.dtype) * a * lam  # (B, R)
-    return RelevancePosterior(mu_g, tau_t ** 2, sig_t ** 2, P, h, F, g)
+    return build_posterior(obs, mask, **cal, epistemic_factor=epistemic_factor, epistemic_channel=epistemic_channel)
+
+
+def add_evidence(posterior: RelevancePosterior, region_index: Tensor, scores: Tensor, slope, offset,
+                 precision, mask: Tensor) -> RelevancePosterior:
+    """Unchecked core of :func:`update_posterior` (slope, offset, precision broadcast to scores)."""
+    dt = posterior.evidence_precision.dtype
+    m = mask.to(dt)  # (B, M)
+    resid = torch.where(mask, scores - offset, torch.zeros_like(scores))  # (B, M)
+    P = posterior.evidence_precision.scatter_add(1, region_index, m * slope * slope * precision)  # (B, R)
+    h = posterior.evidence_info.scatter_add(1, region_index, m * slope * precision * resid)  # (B, R)
+    return posterior._replace(evidence_precision=P, evidence_info=h)
 
 
 def update_posterior(posterior: RelevancePosterior, region_index: Tensor, scores: Tensor, *,
@@ -278,21 +274,16 @@ def update_posterior(posterior: RelevancePosterior, region_index: Tensor, scores
     precision: scalars or (B, M). Repeated indices accumulate. Every region's mean and variance
     changes (through mu_img); the result equals conditioning on all evidence at once.
     """
-    B, R = posterior.precision.shape
-    if not isinstance(region_index, Tensor) or region_index.dtype not in (torch.long, torch.int32, torch.int64):
-        raise TypeError("region_index must be an integer (long) tensor of shape (B, M)")
-    if region_index.dim() != 2 or region_index.shape[0] != B:
-        raise ValueError(f"region_index must have shape ({B}, M), got {tuple(region_index.shape)}")
+    B, R = posterior.evidence_precision.shape
+    idx = check_region_index(region_index, B, R)
     if not isinstance(scores, Tensor) or scores.shape != region_index.shape:
         raise ValueError(f"scores must have the shape of region_index {tuple(region_index.shape)}, "
                          f"got {tuple(getattr(scores, 'shape', ()))}")
-    if region_index.numel() and ((region_index < 0) | (region_index >= R)).any():
-        raise ValueError(f"region_index must lie in [0, {R}), got values outside")
     if mask is None:
         mask = torch.ones_like(region_index, dtype=torch.bool)
-    if mask.dtype != torch.bool or mask.shape != region_index.shape:
+    if not isinstance(mask, Tensor) or mask.dtype != torch.bool or mask.shape != region_index.shape:
         raise ValueError(f"mask must be a bool tensor of shape {tuple(region_index.shape)}")
-    dt = posterior.precision.dtype
+    dt = posterior.evidence_precision.dtype
     scores = scores.to(dt)
     if (mask & ~torch.isfinite(scores)).any():
         raise ValueError("scores contain NaN or inf")
@@ -301,11 +292,7 @@ def update_posterior(posterior: RelevancePosterior, region_index: Tensor, scores
     if not (torch.isfinite(a).all() and torch.isfinite(b).all() and torch.isfinite(lam).all()) \
             or (lam <= 0).any():
         raise ValueError("slope/offset must be finite and precision positive and finite")
-    m = mask.to(dt)
-    idx = region_index.long()
-    P = posterior.precision.scatter_add(1, idx, m * a * a * lam)  # (B, R)
-    h = posterior.info.scatter_add(1, idx, m * a * lam * torch.where(mask, scores - b, torch.zeros_like(scores)))
-    return posterior._replace(precision=P, info=h)
+    return add_evidence(posterior, idx, scores, a, b, lam, mask)
 
 
 def log_evidence(obs: Tensor, mask: Tensor | None = None, *, slope=1.0, offset=0.0, precision=1.0,
@@ -317,19 +304,24 @@ def log_evidence(obs: Tensor, mask: Tensor | None = None, *, slope=1.0, offset=0
     and det(Lambda) = prod_i d_i / V (block elimination of the joint precision).
     """
     mask = check_observations(obs, mask)
-    B, K, R = obs.shape
-    post = hierarchical_posterior(obs, mask, slope=slope, offset=offset, precision=precision,
-                                  mu_global=mu_global, tau=tau, sigma=sigma)
-    a = _as_channels(slope, K, obs, "slope")
-    b = _as_channels(offset, K, obs, "offset")
-    lam = _as_channels(precision, K, obs, "precision", positive=True)
-    m, mu = post.mean, post.mu_img_mean  # (B, R), (B,)
-    resid = obs - a[None, :, None] * m[:, None, :] - b[None, :, None]  # (B, K, R)
-    ll = 0.5 * (torch.log(lam)[None, :, None] - _LOG_2PI - lam[None, :, None] * resid ** 2)
+    cal = _check_calibration(obs, slope, offset, precision, mu_global, tau, sigma)
+    return log_evidence_unchecked(obs, mask, **cal)
+
+
+def log_evidence_unchecked(obs: Tensor, mask: Tensor, slope: Tensor, offset: Tensor, precision: Tensor,
+                           mu_global: Tensor, tau: Tensor, sigma: Tensor) -> Tensor:
+    """:func:`log_evidence` on checked inputs (calibration (K,), prior (B,)); differentiable."""
+    R = obs.shape[2]
+    post = build_posterior(obs, mask, slope, offset, precision, mu_global, tau, sigma)
+    pooled = post.pooled()
+    a, b, lam = slope[None, :, None], offset[None, :, None], precision[None, :, None]
+    m, mu = pooled.mean, pooled.mu_mean  # (B, R), (B,)
+    resid = obs - a * m[:, None, :] - b  # (B, K, R)
+    ll = 0.5 * (torch.log(lam) - _LOG_2PI - lam * resid ** 2)  # (B, K, R)
     ll = torch.where(mask, ll, torch.zeros_like(ll)).sum((1, 2))  # (B,)
     lp_mu = -0.5 * (_LOG_2PI + torch.log(post.prior_var) + (mu - post.prior_loc) ** 2 / post.prior_var)
     lp_r = -0.5 * (_LOG_2PI + torch.log(post.region_var)[:, None]
                    + (m - mu[:, None]) ** 2 / post.region_var[:, None]).sum(-1)
-    log_det_prec = torch.log(post.region_precision).sum(-1) - torch.log(post.mu_img_var)
+    log_det_prec = -torch.log(pooled.cond_var).sum(-1) - torch.log(pooled.mu_var)
     lq = 0.5 * log_det_prec - 0.5 * (R + 1) * _LOG_2PI
     return ll + lp_mu + lp_r - lq

@@ -32,50 +32,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from arrcoc.bayes.laplace import factor_precision
+
+from ._validate import all_finite, check_features, check_pixels  # noqa: F401  (re-exported: public checks)
+
 __all__ = [
     "all_finite", "check_features", "check_pixels", "grey_entropy", "grey_spectral_saliency",
     "pixel_entropy", "feature_entropy", "centre_surround_contrast", "spectral_residual_map",
     "spectral_residual_saliency", "standardize", "grid_adjacency",
     "InformationScorer", "SalienceScorer", "QueryScorer", "QueryScore",
 ]
-
-
-# ----------------------------------------------------------------------------- validation
-
-def all_finite(x: Tensor) -> bool:
-    """True when every entry is finite. One fast reduction first (a NaN or inf anywhere makes the
-    sum non-finite); the elementwise check only runs when the sum is not finite (overflow or bad)."""
-    if x.numel() == 0:
-        return True
-    if torch.isfinite(x.sum()).item():
-        return True
-    return bool(torch.isfinite(x).all())
-
-
-def check_features(x, name: str = "region_features") -> Tensor:
-    if not isinstance(x, Tensor) or not x.dtype.is_floating_point:
-        raise TypeError(f"{name} must be a floating-point tensor of shape (B, R, D)")
-    if x.dim() != 3:
-        raise ValueError(f"{name} must have shape (B, R, D), got {tuple(x.shape)}")
-    if x.shape[0] == 0:
-        raise ValueError(f"{name} has an empty batch (B = 0)")
-    if x.shape[1] == 0 or x.shape[2] == 0:
-        raise ValueError(f"{name} must have R >= 1 regions and D >= 1 dims, got {tuple(x.shape)}")
-    if not all_finite(x):
-        raise ValueError(f"{name} contains NaN or inf")
-    return x
-
-
-def check_pixels(x, name: str = "region_pixels") -> Tensor:
-    if not isinstance(x, Tensor) or not x.dtype.is_floating_point:
-        raise TypeError(f"{name} must be a floating-point tensor of shape (B, R, C, h, w)")
-    if x.dim() != 5:
-        raise ValueError(f"{name} must have shape (B, R, C, h, w), got {tuple(x.shape)}")
-    if 0 in x.shape:
-        raise ValueError(f"{name} has an empty dimension: {tuple(x.shape)}")
-    if not all_finite(x):
-        raise ValueError(f"{name} contains NaN or inf")
-    return x
 
 
 # ----------------------------------------------------------------------------- information
@@ -312,27 +278,31 @@ class QueryScorer(nn.Module):
         H = self.num_heads
         if not isinstance(cov, Tensor) or cov.shape != (H, H) or not torch.isfinite(cov).all():
             raise ValueError(f"cov must be a finite tensor of shape ({H}, {H})")
-        chol, info = torch.linalg.cholesky_ex(0.5 * (cov + cov.T))
-        if info.item() != 0:
-            raise ValueError("cov must be symmetric positive definite")
+        chol, _ = factor_precision(0.5 * (cov + cov.T), what="query head covariance")  # raises if not PD
         self.head_cov_chol.copy_(chol.to(self.head_cov_chol))
 
-    def head_logits(self, region_features: Tensor, query_embeds: Tensor, query_mask: Tensor | None
-                    ) -> tuple[Tensor, Tensor]:
-        """Pooled per-head attention logits (B, R, H) and the present flag (B,)."""
-        B, R, _ = region_features.shape
-        if not isinstance(query_embeds, Tensor) or query_embeds.dim() != 3 or query_embeds.shape[0] != B:
-            raise ValueError(f"query_embeds must have shape ({B}, T, {self.query_dim}), got "
-                             f"{tuple(getattr(query_embeds, 'shape', ()))}")
+    def check_query(self, query_embeds, query_mask, batch: int) -> Tensor:
+        """Validate query_embeds (B, T, query_dim) and query_mask ((B, T) bool or None); returns the mask."""
+        if not isinstance(query_embeds, Tensor) or not query_embeds.is_floating_point() \
+                or query_embeds.dim() != 3 or query_embeds.shape[0] != batch:
+            raise ValueError(f"query_embeds must be a floating-point tensor of shape ({batch}, T, {self.query_dim}), "
+                             f"got {tuple(getattr(query_embeds, 'shape', ()))}")
         T = query_embeds.shape[1]
         if query_embeds.shape[2] != self.query_dim:
             raise ValueError(f"query_embeds last dim must be query_dim={self.query_dim}, got {query_embeds.shape[2]}")
         if query_mask is None:
-            query_mask = torch.ones(B, T, dtype=torch.bool, device=query_embeds.device)
-        if not isinstance(query_mask, Tensor) or query_mask.dtype != torch.bool or query_mask.shape != (B, T):
-            raise ValueError(f"query_mask must be a bool tensor of shape ({B}, {T})")
+            query_mask = torch.ones(batch, T, dtype=torch.bool, device=query_embeds.device)
+        if not isinstance(query_mask, Tensor) or query_mask.dtype != torch.bool or query_mask.shape != (batch, T):
+            raise ValueError(f"query_mask must be a bool tensor of shape ({batch}, {T})")
         if not all_finite(query_embeds) and not torch.isfinite(query_embeds[query_mask]).all():
             raise ValueError("query_embeds contains NaN or inf at valid (unmasked) tokens")
+        return query_mask
+
+    def head_logits(self, region_features: Tensor, query_embeds: Tensor, query_mask: Tensor
+                    ) -> tuple[Tensor, Tensor]:
+        """Pooled per-head attention logits (B, R, H) and the present flag (B,) (inputs trusted)."""
+        B, R, _ = region_features.shape
+        T = query_embeds.shape[1]
         H, dh = self.num_heads, self.head_dim
         qe = torch.where(query_mask[..., None], query_embeds, torch.zeros_like(query_embeds))
         q = self.q_proj(self.norm_q(qe)).view(B, T, H, dh)  # (B, T, H, dh)
@@ -343,9 +313,9 @@ class QueryScorer(nn.Module):
         pooled = (logits * w[:, None, None, :]).sum(-1) / count.clamp_min(1)[:, None, None]  # (B, R, H)
         return pooled, count > 0
 
-    def forward(self, region_features: Tensor, query_embeds: Tensor | None = None,
-                query_mask: Tensor | None = None) -> QueryScore:
-        check_features(region_features)
+    def compute(self, region_features: Tensor, query_embeds: Tensor | None, query_mask: Tensor | None
+                ) -> QueryScore:
+        """:meth:`forward` on trusted inputs (query_mask may be None = every token valid)."""
         B, R, _ = region_features.shape
         H = self.num_heads
         if query_embeds is None:
@@ -353,11 +323,18 @@ class QueryScorer(nn.Module):
             return QueryScore(z, region_features.new_zeros(B, R, H),
                               torch.zeros(B, dtype=torch.bool, device=region_features.device),
                               region_features.new_zeros(B, R, H))
+        if query_mask is None:
+            query_mask = torch.ones(query_embeds.shape[:2], dtype=torch.bool, device=query_embeds.device)
         wdt = self.q_proj.weight.dtype
-        if isinstance(query_embeds, Tensor) and query_embeds.dtype.is_floating_point:
-            query_embeds = query_embeds.to(wdt)
-        phi, present = self.head_logits(region_features.to(wdt), query_embeds, query_mask)
+        phi, present = self.head_logits(region_features.to(wdt), query_embeds.to(wdt), query_mask)
         score = self.out(phi).squeeze(-1) * present[:, None]  # (B, R)
         factor = (phi @ self.head_cov_chol.to(phi)) * present[:, None, None]  # (B, R, H)
         dt = region_features.dtype
         return QueryScore(score.to(dt), factor.to(dt), present, phi.to(dt))
+
+    def forward(self, region_features: Tensor, query_embeds: Tensor | None = None,
+                query_mask: Tensor | None = None) -> QueryScore:
+        check_features(region_features)
+        if query_embeds is not None:
+            query_mask = self.check_query(query_embeds, query_mask, region_features.shape[0])
+        return self.compute(region_features, query_embeds, query_mask)

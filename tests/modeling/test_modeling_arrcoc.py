@@ -175,9 +175,9 @@ def test_multi_round_posterior_equals_conditioning_on_all_refined_evidence(model
         rgb = model._unnormalise(pixels).clamp(0, 1)
         rp = crop_resize(rgb, torch.arange(2).repeat_interleave(16), out.region_boxes.reshape(-1, 4), 32)
         post = model.allocator(feats, region_pixels=rp.reshape(2, 16, 3, 32, 32), query_embeds=q,
-                               query_mask=mask, budget=0, deterministic=True).posterior
+                               query_mask=mask, budget=model.config.global_tokens, deterministic=True).posterior
         k = CHANNELS.index("query")
-        cal = model.allocator.calibration(post.precision)
+        cal = model.allocator.calibration(post.evidence_precision)
         for b in range(2):
             single = type(post)(*[t[b:b + 1] if isinstance(t, torch.Tensor) else t for t in post])
             for r in out.allocation[b].nonzero().flatten().tolist():

@@ -105,8 +105,8 @@ def test_update_moves_every_region_and_reallocates(model, gen):
     z = (raw - out.posterior.channel_loc[:, k, None]) / out.posterior.channel_scale[:, k, None]
     cal = model.calibration(z)
     gain = cal["slope"][k] * cal["precision"][k]
-    torch.testing.assert_close(up2.info - out.posterior.info,
-                               torch.zeros_like(up2.info).scatter_add(1, idx, gain * (z - cal["offset"][k])))
+    torch.testing.assert_close(up2.evidence_info - out.posterior.evidence_info,
+                               torch.zeros_like(up2.evidence_info).scatter_add(1, idx, gain * (z - cal["offset"][k])))
     # allocating again, excluding the regions already encoded
     ex = torch.zeros(3, 16, dtype=torch.bool); ex[:, :2] = True
     alloc = model.allocate(up, 800, deterministic=True, exclude=ex)

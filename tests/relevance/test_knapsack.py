@@ -5,7 +5,7 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from arrcoc.relevance.allocation import (allocate_random, allocate_top_k, allocate_uniform, exclude_regions,
+from arrcoc.relevance.knapsack import (allocate_random, allocate_top_k, allocate_uniform, exclude_regions,
                                          information_gain, solve_brute_force, solve_dp, solve_greedy,
                                          utility_table)
 from arrcoc.relevance.config import validate_levels

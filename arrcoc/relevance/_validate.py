@@ -13,7 +13,7 @@ from torch import Tensor
 
 from arrcoc.bayes._validate import check_generator
 
-__all__ = ["all_finite", "check_observations", "as_batch", "as_channels", "check_features", "check_pixels",
+__all__ = ["all_finite", "first_non_finite", "check_observations", "as_batch", "as_channels", "check_features", "check_pixels",
            "as_budget", "check_table", "check_generator_or_none", "check_region_index"]
 
 
@@ -72,7 +72,21 @@ def all_finite(x: Tensor) -> bool:
     return bool(torch.isfinite(x).all())
 
 
-def check_features(x, name: str = "region_features") -> Tensor:
+def first_non_finite(named: dict) -> str | None:
+    """Name of the first tensor in ``named`` holding a NaN or inf, with ONE host sync for all of them
+    when they are finite (the common case); None if all are finite."""
+    if not named:
+        return None
+    sums = torch.stack([t.detach().sum().to(torch.float64) for t in named.values()])  # (n,)
+    if bool(torch.isfinite(sums).all()):
+        return None
+    for name, t in named.items():  # a non-finite sum: overflow or a bad entry; look closer
+        if not bool(torch.isfinite(t).all()):
+            return name
+    return None
+
+
+def check_features(x, name: str = "region_features", finite: bool = True) -> Tensor:
     """Region features (B, R, D): floating point, non-empty, finite."""
     if not isinstance(x, Tensor) or not x.dtype.is_floating_point:
         raise TypeError(f"{name} must be a floating-point tensor of shape (B, R, D), got {type(x).__name__}")
@@ -82,12 +96,12 @@ def check_features(x, name: str = "region_features") -> Tensor:
         raise ValueError(f"{name} has an empty batch (B = 0)")
     if x.shape[1] == 0 or x.shape[2] == 0:
         raise ValueError(f"{name} must have R >= 1 regions and D >= 1 dims, got {tuple(x.shape)}")
-    if not all_finite(x):
+    if finite and not all_finite(x):
         raise ValueError(f"{name} contains NaN or inf")
     return x
 
 
-def check_pixels(x, name: str = "region_pixels") -> Tensor:
+def check_pixels(x, name: str = "region_pixels", finite: bool = True) -> Tensor:
     """Region pixels (B, R, C, h, w): floating point, non-empty, finite."""
     if not isinstance(x, Tensor) or not x.dtype.is_floating_point:
         raise TypeError(f"{name} must be a floating-point tensor of shape (B, R, C, h, w)")
@@ -95,12 +109,12 @@ def check_pixels(x, name: str = "region_pixels") -> Tensor:
         raise ValueError(f"{name} must have shape (B, R, C, h, w), got {tuple(x.shape)}")
     if 0 in x.shape:
         raise ValueError(f"{name} has an empty dimension: {tuple(x.shape)}")
-    if not all_finite(x):
+    if finite and not all_finite(x):
         raise ValueError(f"{name} contains NaN or inf")
     return x
 
 
-def as_budget(budget, batch: int, device=None) -> Tensor:
+def as_budget(budget, batch: int, device=None, minimum: int | None = 0) -> Tensor:
     """Region-token budget: a non-negative int or an integer tensor of shape () or (B,) -> (B,) long."""
     if isinstance(budget, bool):
         raise TypeError("budget must be an int or an integer LongTensor, got bool")
@@ -117,8 +131,8 @@ def as_budget(budget, batch: int, device=None) -> Tensor:
     else:
         raise TypeError(f"budget must be an int number of tokens or an integer tensor, got "
                         f"{type(budget).__name__} {budget!r}")
-    if (out < 0).any():
-        raise ValueError(f"budget must be non-negative, got {out.tolist()}")
+    if minimum is not None and bool((out < minimum).any()):
+        raise ValueError(f"budget must be >= {minimum}, got {out.tolist()}")
     return out
 
 

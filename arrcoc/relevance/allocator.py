@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from ._validate import (all_finite, as_budget, check_features, check_generator_or_none, check_pixels,
-                        check_region_index)
+                        check_region_index, first_non_finite)
 from .config import CHANNELS, RelevanceConfig
 from .knapsack import (Allocation, allocate_random, allocate_top_k, allocate_uniform, exclude_regions,
                        solve_unchecked, utility_table, utility_unchecked)
@@ -97,8 +97,8 @@ class RelevanceAllocator(nn.Module):
         B, R, D = region_features.shape
         grey = None if region_pixels is None else region_pixels.to(region_features.dtype).mean(2)  # (B, R, h, w)
         raw = {}
-        raw.update(self.information(region_features, region_grey=grey))
-        raw.update(self.salience(region_features, region_grey=grey))
+        raw.update(self.information(region_features, region_grey=grey, validate=False))
+        raw.update(self.salience(region_features, region_grey=grey, validate=False))
         q = self.query.compute(region_features, query_embeds, query_mask)
         raw["query"] = q.score
         dt, dev = region_features.dtype, region_features.device
@@ -145,11 +145,11 @@ class RelevanceAllocator(nn.Module):
 
     def region_budget(self, budget, batch: int, device) -> Tensor:
         """Total-token budget (int or (B,), default ``config.budget``) -> tokens for the regions (B,)."""
-        total = as_budget(self.config.budget if budget is None else budget, batch, device)
+        total = as_budget(self.config.budget if budget is None else budget, batch, device, minimum=None)
         g = self.config.global_tokens
-        if g and bool((total < g).any()):
-            raise ValueError(f"budget {total.tolist()} is below the global view's cost of {g} tokens "
-                             "(budget counts the global view and the regions)")
+        if bool((total < g).any()):  # one sync: sign and global-view cost together
+            raise ValueError(f"budget {total.tolist()} must be >= {g} tokens" + (
+                " (the global view's cost: budget counts the global view and the regions)" if g else ""))
         return total - g
 
     def allocate(self, posterior: RelevancePosterior, budget=None, generator: torch.Generator | None = None,
@@ -215,18 +215,24 @@ class RelevanceAllocator(nn.Module):
         ``config.global_tokens`` are already spent on a global view. Validates every argument once;
         the steps it calls trust them (a forward costs a handful of host synchronisations).
         """
-        check_features(region_features)
+        check_features(region_features, finite=False)
         B, R, D = region_features.shape
         if D != self.feature_dim:
             raise ValueError(f"region_features last dim must be feature_dim={self.feature_dim}, got {D}")
+        tensors = {"region_features": region_features}
         if region_pixels is not None:
             if not isinstance(region_pixels, Tensor) or region_pixels.dim() != 5 \
                     or region_pixels.shape[:2] != (B, R):
                 raise ValueError(f"region_pixels must have shape ({B}, {R}, C, h, w), got "
                                  f"{tuple(getattr(region_pixels, 'shape', ()))}")
-            check_pixels(region_pixels)
+            tensors["region_pixels"] = check_pixels(region_pixels, finite=False)
         if query_embeds is not None:
-            self.query.check_query(query_embeds, query_mask, B)
+            qm = self.query.check_query(query_embeds, query_mask, B, finite=False)
+            tensors["query_embeds (at valid tokens)"] = torch.where(qm[..., None], query_embeds,
+                                                                    torch.zeros_like(query_embeds))
+        bad = first_non_finite(tensors)  # one host sync for every input
+        if bad is not None:
+            raise ValueError(f"{bad} contains NaN or inf")
         bud = self.region_budget(budget, B, region_features.device)
         check_generator_or_none(generator, deterministic)
         raw, obs, mask, factor, loc, scale = self.score(region_features, region_pixels=region_pixels,

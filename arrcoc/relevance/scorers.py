@@ -93,9 +93,11 @@ def grey_entropy(region_grey: Tensor, bins: int = 32, soft: bool = True, max_pix
     return -(p * torch.log(p.clamp_min(torch.finfo(p.dtype).tiny))).sum(-1) / math.log(bins)  # (B, R)
 
 
-def feature_entropy(region_features: Tensor, temperature: float = 1.0) -> Tensor:
-    """Normalised entropy of softmax(feature / T) over feature dims: (B, R, D) -> (B, R)."""
-    check_features(region_features)
+def feature_entropy(region_features: Tensor, temperature: float = 1.0, validate: bool = True) -> Tensor:
+    """Normalised entropy of softmax(feature / T) over feature dims: (B, R, D) -> (B, R).
+    validate=False: the caller has checked region_features (as ``RelevanceAllocator.forward`` does)."""
+    if validate:
+        check_features(region_features)
     D = region_features.shape[-1]
     if D < 2:
         return region_features.new_zeros(region_features.shape[:2])
@@ -112,10 +114,11 @@ def grid_adjacency(grid: int, device=None, dtype=torch.float32) -> Tensor:
     return (cheb == 1).to(device=device, dtype=dtype)
 
 
-def centre_surround_contrast(region_features: Tensor, grid: int | None = None) -> Tensor:
+def centre_surround_contrast(region_features: Tensor, grid: int | None = None, validate: bool = True) -> Tensor:
     """1 - cos(f_i, surround_i): (B, R, D) -> (B, R). Surround = mean of the other regions, averaged
-    with the 8-neighbour mean when R == grid**2 (grid layout, row-major)."""
-    check_features(region_features)
+    with the 8-neighbour mean when R == grid**2 (grid layout, row-major). validate as in feature_entropy."""
+    if validate:
+        check_features(region_features)
     f = region_features
     B, R, D = f.shape
     if R == 1:
@@ -206,10 +209,10 @@ class InformationScorer(nn.Module):
         self.bins, self.soft, self.temperature, self.max_pixels = bins, soft, temperature, max_pixels
 
     def forward(self, region_features: Tensor, region_pixels: Tensor | None = None, *,
-                region_grey: Tensor | None = None) -> dict[str, Tensor]:
+                region_grey: Tensor | None = None, validate: bool = True) -> dict[str, Tensor]:
         """Scores (B, R) by channel name; region_grey (B, R, h, w), if given, is used (unchecked)
-        in place of region_pixels' channel mean."""
-        out = {"information_feature": feature_entropy(region_features, self.temperature)}
+        in place of region_pixels' channel mean. validate=False: inputs already checked."""
+        out = {"information_feature": feature_entropy(region_features, self.temperature, validate)}
         if region_grey is None and region_pixels is not None:
             region_grey = check_pixels(region_pixels).mean(2)
         if region_grey is not None:
@@ -225,9 +228,9 @@ class SalienceScorer(nn.Module):
         self.grid, self.size, self.blur = grid, size, blur
 
     def forward(self, region_features: Tensor, region_pixels: Tensor | None = None, *,
-                region_grey: Tensor | None = None) -> dict[str, Tensor]:
-        """Scores (B, R) by channel name; region_grey as in InformationScorer.forward."""
-        out = {"salience_contrast": centre_surround_contrast(region_features, self.grid)}
+                region_grey: Tensor | None = None, validate: bool = True) -> dict[str, Tensor]:
+        """Scores (B, R) by channel name; region_grey and validate as in InformationScorer.forward."""
+        out = {"salience_contrast": centre_surround_contrast(region_features, self.grid, validate)}
         if region_grey is None and region_pixels is not None:
             region_grey = check_pixels(region_pixels).mean(2)
         if region_grey is not None:
@@ -281,7 +284,7 @@ class QueryScorer(nn.Module):
         chol, _ = factor_precision(0.5 * (cov + cov.T), what="query head covariance")  # raises if not PD
         self.head_cov_chol.copy_(chol.to(self.head_cov_chol))
 
-    def check_query(self, query_embeds, query_mask, batch: int) -> Tensor:
+    def check_query(self, query_embeds, query_mask, batch: int, finite: bool = True) -> Tensor:
         """Validate query_embeds (B, T, query_dim) and query_mask ((B, T) bool or None); returns the mask."""
         if not isinstance(query_embeds, Tensor) or not query_embeds.is_floating_point() \
                 or query_embeds.dim() != 3 or query_embeds.shape[0] != batch:
@@ -294,7 +297,7 @@ class QueryScorer(nn.Module):
             query_mask = torch.ones(batch, T, dtype=torch.bool, device=query_embeds.device)
         if not isinstance(query_mask, Tensor) or query_mask.dtype != torch.bool or query_mask.shape != (batch, T):
             raise ValueError(f"query_mask must be a bool tensor of shape ({batch}, {T})")
-        if not all_finite(query_embeds) and not torch.isfinite(query_embeds[query_mask]).all():
+        if finite and not all_finite(query_embeds) and not torch.isfinite(query_embeds[query_mask]).all():
             raise ValueError("query_embeds contains NaN or inf at valid (unmasked) tokens")
         return query_mask
 

@@ -82,18 +82,20 @@ class BundledResult:
         return {r.object: r.hit for r in self.rows if budget is None or r.budget == budget}
 
 
-def bundled_check(model, processor, budgets=(640, 1024), max_ties: int = 2) -> BundledResult:
-    """Run the five bundled-scene questions at each budget in deterministic mode."""
+def bundled_check(model, processor, budgets=(640, 1024), max_ties: int = 2, full_forward: bool = True) -> BundledResult:
+    """Run the five bundled-scene questions at each budget in deterministic mode (the whole forward
+    pass unless ``full_forward=False``: then it stops once the allocation is known, same numbers)."""
+    from .runner import AllocationProbe
+
     grid = model.config.grid
     pixels = processor(sample_scene())["pixel_values"]  # (1, 3, S, S)
     rows = []
-    with torch.no_grad():
+    with AllocationProbe(model, full_forward) as probe:
         for budget in budgets:
             for key, question in BUNDLED_QUESTIONS:
                 regions = sample_regions(key, grid)
-                out = model(pixels, queries=[question], budget=budget, deterministic=True,
-                            generator=torch.Generator().manual_seed(0))
-                alloc = out.allocation[:1].long()  # (1, R)
+                alloc_t, _, _ = probe(pixels, [question], int(budget), 0, True)
+                alloc = torch.tensor([alloc_t], dtype=torch.long)  # (1, R)
                 tg = target_mask([regions], alloc.shape[1])  # (1, R)
                 top = top_level_mask(alloc)[0]
                 rows.append(BundledRow(key, question, int(budget), list(regions), alloc[0].tolist(),

@@ -28,7 +28,7 @@ from typing import NamedTuple
 
 import torch
 
-__all__ = ["EvalConfig", "Record", "run_checkset", "policy_names", "derive_seed"]
+__all__ = ["EvalConfig", "Record", "AllocationProbe", "run_checkset", "policy_names", "derive_seed"]
 
 _MODES = ("deterministic", "thompson")
 
@@ -132,71 +132,90 @@ class _AllocationReached(Exception):
     """Raised by the forward hook to stop a forward pass once the allocation is known."""
 
 
+class AllocationProbe:
+    """Calls the model as a user does and reads its allocation; a context manager that holds a
+    forward hook on ``model.allocator`` while open.
+
+    ``probe(pixels, query, budget, seed, deterministic, full=None)`` -> (allocation (R,) tuple,
+    relevance mean (R,) tuple, the allocator's RelevanceOutput). Unless ``full`` (default: the
+    probe's ``full_forward``, forced on when ``num_rounds > 1``) the pass stops after the allocator.
+    """
+
+    def __init__(self, model, full_forward: bool = False):
+        self.model = model
+        self.full = bool(full_forward) or model.config.num_rounds != 1
+        self._captured: list = []
+        self._stop = False
+        self._handle = None
+
+    def _hook(self, _module, _args, out):
+        self._captured.append(out)
+        if self._stop:
+            raise _AllocationReached()
+
+    def __enter__(self):
+        self._handle = self.model.allocator.register_forward_hook(self._hook)
+        return self
+
+    def __exit__(self, *exc):
+        self._handle.remove()
+        self._handle = None
+        return False
+
+    def __call__(self, pixels, query, budget: int, seed: int, deterministic: bool, full: bool | None = None):
+        if self._handle is None:
+            raise RuntimeError("use AllocationProbe as a context manager (with AllocationProbe(model) as probe: ...)")
+        self._captured.clear()
+        self._stop = not (self.full if full is None else full)
+        try:
+            with torch.no_grad():
+                out = self.model(pixels, queries=query, budget=budget, deterministic=deterministic,
+                                 generator=torch.Generator().manual_seed(seed))
+        except _AllocationReached:
+            out = None
+        if not self._captured:
+            raise RuntimeError("model.allocator was not called as a module in forward; the check set reads its "
+                               "RelevanceOutput through a forward hook")
+        rel = self._captured[0]
+        src = rel if out is None else out
+        return tuple(src.allocation[0].tolist()), tuple(src.relevance_mean[0].tolist()), rel
+
+
 def run_checkset(model, processor, scenes, config: EvalConfig | None = None, progress: bool = True) -> list[Record]:
     """Every policy's allocation for every (budget, scene, question). ``model`` in eval mode."""
     from tqdm.auto import tqdm
 
     config = EvalConfig() if config is None else config
     _check_inputs(model, processor, scenes, config)
-    full = config.full_forward or model.config.num_rounds != 1
     n_fwd = sum(len(s.questions) + int(config.no_query) for s in scenes) * len(config.budgets) * len(config.modes)
-    bar = tqdm(total=n_fwd, desc="check set", unit="fwd", disable=not progress)
-    captured: list = []
-    stop = [False]
-
-    def hook(_module, _args, out):
-        captured.append(out)
-        if stop[0]:
-            raise _AllocationReached()
-
-    handle = model.allocator.register_forward_hook(hook)
     records: list[Record] = []
     g_tokens = model.config.global_tokens
-    try:
-        with torch.no_grad():
-            for scene in scenes:
-                pixels = processor(scene.image)["pixel_values"]  # (1, 3, S, S)
-                for budget in config.budgets:
-                    for m, mode in enumerate(config.modes):
-                        crn = derive_seed(config.seed, scene.index, budget, m)
-
-                        def forward(query, whole=full):
-                            captured.clear()
-                            stop[0] = not whole
-                            try:
-                                out = model(pixels, queries=query, budget=budget,
-                                            generator=torch.Generator().manual_seed(crn),
-                                            deterministic=mode == "deterministic")
-                            except _AllocationReached:
-                                out = None
-                            if not captured:
-                                raise RuntimeError("model.allocator was not called as a module in forward; the "
-                                                   "baselines need its RelevanceOutput (captured by a forward hook)")
-                            rel = captured[0]
-                            src = rel if out is None else out
-                            return (tuple(src.allocation[0].tolist()), tuple(src.relevance_mean[0].tolist())), rel
-
-                        for qi, q in enumerate(scene.questions):
-                            (alloc, relevance), rel = forward([q.text])
-                            bar.update(1)
-                            if not full and scene is scenes[0] and qi == 0:
-                                (ref, _), _ = forward([q.text], whole=True)
-                                if ref != alloc:
-                                    raise RuntimeError(
-                                        f"allocation-only run gave {list(alloc)} but the full forward pass {list(ref)} "
-                                        f"(budget {budget}, {mode}); the model changes the allocation after its "
-                                        "allocator: run with EvalConfig(full_forward=True) / --full-forward")
-                            records.append(Record(f"arrcoc/{mode}", budget, scene.index, qi, alloc, relevance))
-                            if m == 0:
-                                records += _baselines(model, rel, config, budget - g_tokens, scene, qi, budget)
-                        if config.no_query:
-                            (alloc, relevance), _ = forward(None)
-                            bar.update(1)
-                            records += [Record(f"no-query/{mode}", budget, scene.index, qi, alloc, relevance)
-                                        for qi in range(len(scene.questions))]
-    finally:
-        handle.remove()
-        bar.close()
+    with AllocationProbe(model, config.full_forward) as probe, \
+            tqdm(total=n_fwd, desc="check set", unit="fwd", disable=not progress) as bar:
+        for scene in scenes:
+            pixels = processor(scene.image)["pixel_values"]  # (1, 3, S, S)
+            for budget in config.budgets:
+                for m, mode in enumerate(config.modes):
+                    crn = derive_seed(config.seed, scene.index, budget, m)
+                    det = mode == "deterministic"
+                    for qi, q in enumerate(scene.questions):
+                        alloc, relevance, rel = probe(pixels, [q.text], budget, crn, det)
+                        bar.update(1)
+                        if not probe.full and scene is scenes[0] and qi == 0:
+                            ref, _, _ = probe(pixels, [q.text], budget, crn, det, full=True)
+                            if ref != alloc:
+                                raise RuntimeError(
+                                    f"allocation-only run gave {list(alloc)} but the full forward pass {list(ref)} "
+                                    f"(budget {budget}, {mode}); the model changes the allocation after its "
+                                    "allocator: run with EvalConfig(full_forward=True) / --full-forward")
+                        records.append(Record(f"arrcoc/{mode}", budget, scene.index, qi, alloc, relevance))
+                        if m == 0:
+                            records += _baselines(model, rel, config, budget - g_tokens, scene, qi, budget)
+                    if config.no_query:
+                        alloc, relevance, _ = probe(pixels, None, budget, crn, det)
+                        bar.update(1)
+                        records += [Record(f"no-query/{mode}", budget, scene.index, qi, alloc, relevance)
+                                    for qi in range(len(scene.questions))]
     return records
 
 

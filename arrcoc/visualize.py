@@ -158,7 +158,7 @@ def _title(question: str, width: int = 70) -> str:
     return "\n".join(textwrap.wrap(f"Q: {question}", width)[:3])
 
 
-def draw_allocation(ax, view: AllocationView, legend: bool = True, fontsize: float = 11):
+def draw_allocation(ax, view: AllocationView, legend: bool = True, fontsize: float = 11, title: bool = True):
     """The image with each region coloured by its level and its token count written in it."""
     from matplotlib.patches import Patch, Rectangle
 
@@ -179,7 +179,8 @@ def draw_allocation(ax, view: AllocationView, legend: bool = True, fontsize: flo
                 bbox=dict(boxstyle="round,pad=0.25", facecolor=c, edgecolor="white", lw=0.8, alpha=0.95))
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.set_title("tokens per region", fontsize=fontsize)
+    if title:
+        ax.set_title("tokens per region", fontsize=fontsize)
     if legend:
         handles = [Patch(facecolor=colours[lv], edgecolor="black", lw=0.5,
                          label=f"{lv} (skipped)" if lv == 0 else str(lv)) for lv in view.levels]
@@ -188,7 +189,7 @@ def draw_allocation(ax, view: AllocationView, legend: bool = True, fontsize: flo
                   handlelength=1.2, columnspacing=1.0)
 
 
-def draw_heatmap(ax, view: AllocationView, values: Tensor, title: str, cmap: str, vmin: float, vmax: float,
+def draw_heatmap(ax, view: AllocationView, values: Tensor, title: str | None, cmap: str, vmin: float, vmax: float,
                  label: str, fontsize: float = 11):
     """values (R,) over the region grid, laid over the image's own extent, each cell annotated."""
     w, h = view.image.size
@@ -206,7 +207,8 @@ def draw_heatmap(ax, view: AllocationView, values: Tensor, title: str, cmap: str
                 color="white" if dark else "black")
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.set_title(title, fontsize=fontsize)
+    if title:
+        ax.set_title(title, fontsize=fontsize)
     cax = ax.inset_axes([1.03, 0.0, 0.045, 1.0])  # colour bar exactly as tall as the heatmap
     cb = ax.figure.colorbar(im, cax=cax)
     cb.set_label(label, fontsize=fontsize - 2)
@@ -292,15 +294,15 @@ def panel_images(view: AllocationView, dpi: int = 90, scales: dict | None = None
     if scales:
         lo, hi = scales.get("mean", (lo, hi))
         sd_hi = scales.get("epistemic_sd", sd_hi)
-    fig = _figure(6.4, 6.4 * aspect + 0.9, dpi)
-    ax = fig.add_axes([0.01, 0.11, 0.98, 0.83])
-    draw_allocation(ax, view)
+    fig = _figure(6.4, 6.4 * aspect + 0.8, dpi)
+    ax = fig.add_axes([0.01, 0.12, 0.98, 0.86])
+    draw_allocation(ax, view, title=False)
     out = {"overlay": figure_to_image(fig)}
     for key, vals, title, cmap, vmin, vmax, label in (
-            ("mean", view.mean, _MEAN_TITLE, "viridis", lo, hi, _MEAN_LABEL),
-            ("epistemic_sd", view.epistemic_sd, _SD_TITLE, "magma", 0.0, sd_hi, _SD_LABEL)):
-        fig = _figure(6.4, 6.4 * aspect * 0.82 + 0.6, dpi)
-        ax = fig.add_axes([0.02, 0.04, 0.80, 0.86])
+            ("mean", view.mean, None, "viridis", lo, hi, _MEAN_LABEL),
+            ("epistemic_sd", view.epistemic_sd, None, "magma", 0.0, sd_hi, _SD_LABEL)):
+        fig = _figure(6.4, 6.4 * aspect * 0.82 + 0.2, dpi)
+        ax = fig.add_axes([0.02, 0.03, 0.80, 0.94])
         draw_heatmap(ax, view, vals, title, cmap, vmin, vmax, label)
         out[key] = figure_to_image(fig)
     return out

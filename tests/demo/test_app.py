@@ -102,3 +102,9 @@ def test_build_app(engine):
     ids = {getattr(b, "elem_id", None) for b in app.blocks.values()}
     assert {"upload", "question", "question2", "budget", "policy", "seed", "run-btn", "resample-btn", "status",
             "tokens", "overlay", "heatmap-mean", "heatmap-sd", "regions", "comparison"} <= ids
+
+
+def test_cli_finds_the_demo():
+    import demo.app
+    from arrcoc.cli import _demo_module
+    assert _demo_module() is demo.app

@@ -234,8 +234,12 @@ def run_allocation(model, processor, image, question: str, budget: int, policy: 
             hook.remove()
     alloc = out.allocation[0]  # (R,)
     if kind is not None:
-        base = model.allocator.allocate_baseline(captured[0], kind, budget=budget - cfg.global_tokens,
-                                                 generator=gen)
+        # the allocator's budget counts total tokens less its own config.global_tokens (0 where it
+        # counts region tokens only): hand it what leaves budget - global view for the regions
+        region_budget = budget - cfg.global_tokens
+        base = model.allocator.allocate_baseline(
+            captured[0], kind, budget=region_budget + int(getattr(model.allocator.config, "global_tokens", 0)),
+            generator=gen)
         alloc = base.levels[0]  # (R,)
     latency = time.perf_counter() - t0
     boxes = processor.boxes_to_original(out.region_boxes, batch["original_sizes"])[0]  # (R, 4)

@@ -129,6 +129,8 @@ def bayes_factor(log_evidence_1, log_evidence_2) -> BayesFactor:
     with a ``log_evidence`` attribute, e.g. ``BridgeResult`` or a Laplace result)."""
     def get(v, name):
         v = getattr(v, "log_evidence", v)
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.ndarray, torch.Tensor)):
+            raise TypeError(f"{name} must be a number, tensor or result with a log_evidence, got {type(v).__name__}")
         t = torch.as_tensor(v, dtype=torch.float64) if not isinstance(v, torch.Tensor) else v.double()
         if not torch.isfinite(t).all():
             raise ValueError(f"{name} must be finite, got {t}")
@@ -318,10 +320,32 @@ def _draw_diagnostics(n_fit: int, d: int, l_post: torch.Tensor, l_wide: torch.Te
 
 
 # ------------------------------------------------------------------------------------ PSIS and GPD
+def _r_eff(r_eff) -> torch.Tensor:
+    """Relative efficiencies as a flat float64 tensor: positive and finite."""
+    if isinstance(r_eff, bool) or not isinstance(r_eff, (int, float, np.floating, np.ndarray, torch.Tensor)):
+        raise TypeError(f"r_eff must be a number or a tensor of relative ESS values, got {type(r_eff).__name__}")
+    r = torch.as_tensor(r_eff, dtype=torch.float64).reshape(-1)
+    if not ((r > 0) & torch.isfinite(r)).all():
+        raise ValueError(f"r_eff must be positive and finite, got {r[:5].tolist()}")
+    return r
+
+
 def gpd_fit(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Zhang & Stephens (2009) fit of a generalized Pareto distribution to exceedances ``x``
     (..., M) sorted ascending along the last axis, with the weakly informative prior of Vehtari et al.
-    (2024) shrinking k towards 0.5 (prior weight 10). Returns (k, sigma), each (...)."""
+    (2024) shrinking k towards 0.5 (prior weight 10). Returns (k, sigma), each (...); an all-zero row
+    (equal importance ratios: every moment finite) gives k = 0, sigma = 0 (psis then keeps the raw tail)."""
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        raise TypeError(f"x must be a floating-point tensor of exceedances, got {type(x).__name__}"
+                        + (f" of dtype {x.dtype}" if isinstance(x, torch.Tensor) else ""))
+    if x.ndim < 1 or x.shape[-1] < 5:
+        raise ValueError(f"x must have at least 5 exceedances along its last axis, got shape {tuple(x.shape)}")
+    if not bool(torch.isfinite(x).all()) or bool((x < 0).any()):
+        raise ValueError("x (exceedances over the tail cutoff) must be finite and >= 0")
+    flat = x[..., -1] <= 0  # (...) an all-zero tail (equal ratios): a point mass, k = 0 and sigma = 0
+    if bool(flat.any()):
+        k, sigma = gpd_fit(torch.where(flat[..., None], torch.arange(1, x.shape[-1] + 1, dtype=x.dtype, device=x.device), x))
+        return torch.where(flat, torch.zeros_like(k), k), torch.where(flat, torch.zeros_like(sigma), sigma)
     n = x.shape[-1]
     m_est = 30 + int(n ** 0.5)
     j = torch.arange(1, m_est + 1, dtype=x.dtype, device=x.device)
@@ -370,7 +394,7 @@ def psis(log_ratios, r_eff=1.0, *, tail: str = "loo") -> tuple[torch.Tensor, tor
         raise ValueError("log_ratios contain NaN or +inf values")
     batch, s = lr.shape[:-1], lr.shape[-1]
     x = lr.reshape(-1, s)  # (P, S)
-    r = torch.as_tensor(r_eff, dtype=torch.float64).reshape(-1).cpu()
+    r = _r_eff(r_eff).cpu()
     if r.numel() == 1:
         r = r.expand(x.shape[0])
     if r.numel() != x.shape[0]:
@@ -471,7 +495,7 @@ def loo(log_lik, *, chain_axis: int | None = 0, draw_axis: int = 1, r_eff=1.0, t
     Warns when some Pareto k > min(1 - 1 / log10(S), 0.7)."""
     ll, obs_shape = _log_lik_matrix(log_lik, chain_axis, draw_axis)  # (S, P)
     s = ll.shape[0]
-    r = torch.as_tensor(r_eff, dtype=torch.float64).reshape(-1)
+    r = _r_eff(r_eff)
     if r.numel() not in (1, ll.shape[1]):
         raise ValueError(f"r_eff must be a scalar or have shape {obs_shape}, got {r.numel()} values")
     lw, k = psis(-ll.T, r, tail=tail)  # (P, S), (P,)
@@ -523,6 +547,8 @@ class CompareResult:
 def compare(models: Mapping[str, "ELPDResult | torch.Tensor"], *, method: str = "loo", **kwargs) -> CompareResult:
     """Rank models by elpd (highest first). Values are ``ELPDResult`` or log-lik arrays (then
     ``method`` ("loo" or "waic") and ``kwargs`` are passed on). All models must share the data."""
+    if not isinstance(models, Mapping):
+        raise TypeError(f"models must be a dict name -> ELPDResult or log-lik array, got {type(models).__name__}")
     if len(models) < 1:
         raise ValueError("compare needs at least one model")
     if method not in ("loo", "waic"):
@@ -530,7 +556,10 @@ def compare(models: Mapping[str, "ELPDResult | torch.Tensor"], *, method: str = 
     res = {}
     for name, m in models.items():
         if not isinstance(m, ELPDResult):
-            m = (loo if method == "loo" else waic)(m, **kwargs)
+            try:
+                m = (loo if method == "loo" else waic)(m, **kwargs)
+            except (TypeError, ValueError) as e:
+                raise type(e)(f"models[{name!r}]: {e}") from e
         res[name] = m
     methods = {r.method for r in res.values()}
     if len(methods) != 1:

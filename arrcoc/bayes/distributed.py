@@ -100,6 +100,7 @@ def shard(data: torch.Tensor | Sequence[torch.Tensor], rank: int | None = None, 
 
 def allreduce_sum(t: torch.Tensor, group=None) -> torch.Tensor:
     """Sum of ``t`` over ranks (a new tensor; no gradient); ``t`` itself without a process group."""
+    check_finite_tensor(t, "t", floating=False)
     if not (dist.is_available() and dist.is_initialized()):
         return t
     out = t.detach().clone()

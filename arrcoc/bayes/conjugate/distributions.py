@@ -33,6 +33,16 @@ def _sample_beta(a: Tensor, b: Tensor, generator) -> Tensor:
     return torch._sample_dirichlet(torch.stack([a, b], -1), generator=generator)[..., 0]
 
 
+
+def _params(**values) -> list[Tensor]:
+    """Parameters as tensors broadcast together; a non-numeric one raises TypeError naming it."""
+    for name, v in values.items():
+        if isinstance(v, bool) or not isinstance(v, (Tensor, int, float)):
+            raise TypeError(f"{name} must be a number or a tensor, got {type(v).__name__}")
+        if isinstance(v, Tensor) and (v.is_complex() or v.dtype == torch.bool):
+            raise TypeError(f"{name} must be a real floating tensor, got dtype {v.dtype}")
+    return list(broadcast_all(*values.values()))
+
 class _MultinomialSupport(constraints.Constraint):
     """Non-negative integer vectors summing to ``total_count``."""
 
@@ -73,8 +83,8 @@ class BetaBinomialDistribution(Distribution):
     has_enumerate_support = True
 
     def __init__(self, total_count, concentration1, concentration0, validate_args=None):
-        self.total_count, self.concentration1, self.concentration0 = broadcast_all(
-            total_count, concentration1, concentration0)
+        self.total_count, self.concentration1, self.concentration0 = _params(
+            total_count=total_count, concentration1=concentration1, concentration0=concentration0)
         super().__init__(self.concentration1.shape, validate_args=validate_args)
 
     @constraints.dependent_property(is_discrete=True, event_dim=0)
@@ -139,7 +149,9 @@ class DirichletMultinomialDistribution(Distribution):
                        "concentration": constraints.independent(constraints.positive, 1)}
 
     def __init__(self, total_count, concentration, validate_args=None):
-        concentration = torch.as_tensor(concentration)
+        _params(total_count=total_count)
+        if not isinstance(concentration, Tensor) or concentration.is_complex() or concentration.dtype == torch.bool:
+            raise TypeError(f"concentration must be a real tensor (*batch, K), got {type(concentration).__name__}")
         if concentration.dim() < 1:
             raise ValueError("concentration must have a category dimension (shape (*batch, K))")
         total_count = torch.as_tensor(total_count, dtype=concentration.dtype, device=concentration.device)
@@ -219,7 +231,7 @@ class NormalInverseGammaDistribution(Distribution):
     has_rsample = True
 
     def __init__(self, loc, kappa, alpha, beta, validate_args=None):
-        self.loc, self.kappa, self.alpha, self.beta = broadcast_all(loc, kappa, alpha, beta)
+        self.loc, self.kappa, self.alpha, self.beta = _params(loc=loc, kappa=kappa, alpha=alpha, beta=beta)
         super().__init__(self.loc.shape, torch.Size([2]), validate_args=validate_args)
 
     def expand(self, batch_shape, _instance=None):

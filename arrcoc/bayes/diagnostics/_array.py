@@ -247,6 +247,10 @@ def _as_float64_last(x: torch.Tensor, dim: int, arg: str = "x"):
         raise TypeError(f"`{arg}` must be real-valued, got dtype {x.dtype}")
     if x.shape[dim] < 1:
         raise ValueError(f"`{arg}` needs at least one element along dim {dim}")
+    if x.dtype == torch.bool:
+        raise TypeError(f"`{arg}` must be a real-valued numeric tensor, got dtype {x.dtype}")
+    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        raise ValueError(f"`{arg}` contains NaN or inf values; autocovariances need finite draws")
     out_dtype = result_dtype(x)
     return torch.movedim(x, dim, -1).to(torch.float64), out_dtype
 

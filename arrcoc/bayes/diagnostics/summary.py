@@ -25,6 +25,13 @@ class SummaryConfig:
     # Significant digits of the plain-text table; enough to judge MCSE without column noise.
     digits: int = 3
 
+    def __post_init__(self):
+        from .._validate import check_int, check_probability
+        object.__setattr__(self, "prob", check_probability(self.prob, "prob"))
+        if self.interval not in ("hdi", "eti"):
+            raise ValueError(f"`interval` must be 'hdi' or 'eti', got {self.interval!r}")
+        object.__setattr__(self, "digits", check_int(self.digits, "digits", minimum=1))
+
 
 @dataclass(frozen=True, eq=False)
 class Summary:

@@ -21,7 +21,15 @@ __all__ = ["GaussianFamily", "MeanFieldNormal", "FullRankNormal", "gaussian_kl",
 
 def gaussian_kl(m_q: torch.Tensor, l_q: torch.Tensor, m_p: torch.Tensor, l_p: torch.Tensor) -> torch.Tensor:
     """KL(N(m_q, L_q L_q^T) || N(m_p, L_p L_p^T)) for (d,) means and (d, d) lower Cholesky factors."""
+    for name, t in (("m_q", m_q), ("l_q", l_q), ("m_p", m_p), ("l_p", l_p)):
+        check_finite_tensor(t, name)
     d = m_q.shape[-1]
+    for name, t, shape in (("m_p", m_p, (d,)), ("l_q", l_q, (d, d)), ("l_p", l_p, (d, d))):
+        if t.shape[-len(shape):] != shape:
+            raise ValueError(f"{name} must have trailing shape {shape} (d = {d} from m_q), got {tuple(t.shape)}")
+    for name, t in (("l_q", l_q), ("l_p", l_p)):
+        if not bool((torch.diagonal(t, dim1=-2, dim2=-1) > 0).all()):
+            raise ValueError(f"{name} must be a lower Cholesky factor with a positive diagonal")
     a = torch.linalg.solve_triangular(l_p, l_q, upper=False)  # (d, d) L_p^-1 L_q
     diff = torch.linalg.solve_triangular(l_p, (m_p - m_q)[..., None], upper=False)[..., 0]  # (d,)
     logdet = 2 * (torch.diagonal(l_p, dim1=-2, dim2=-1).log().sum(-1) - torch.diagonal(l_q, dim1=-2, dim2=-1).log().sum(-1))
@@ -31,6 +39,7 @@ def gaussian_kl(m_q: torch.Tensor, l_q: torch.Tensor, m_p: torch.Tensor, l_p: to
 def gaussian_prior_params(prior, dim: int | None = None):
     """(mean (d,), scale_tril (d, d)) of a Gaussian prior over R^d, or None if ``prior`` is not one.
     Accepts MultivariateNormal, Independent(Normal, 1) and Normal (broadcast to ``dim``)."""
+    dim = None if dim is None else check_int(dim, "dim", minimum=1)
     if isinstance(prior, MultivariateNormal) and prior.batch_shape == ():
         return prior.loc, prior.scale_tril
     base = prior.base_dist if isinstance(prior, Independent) and prior.reinterpreted_batch_ndims == 1 else prior
@@ -66,6 +75,8 @@ class GaussianFamily(nn.Module):
         if loc.shape != (dim,):
             raise ValueError(f"loc must have shape ({dim},), got {tuple(loc.shape)}")
         check_finite_tensor(loc, "loc")
+        if isinstance(scale, bool) or not isinstance(scale, (int, float, torch.Tensor)):
+            raise TypeError(f"scale must be a number or a tensor, got {type(scale).__name__}")
         scale = torch.as_tensor(scale, dtype=dtype, device=device)
         if scale.numel() not in (1, dim) or not (torch.isfinite(scale) & (scale > 0)).all():
             raise ValueError(f"scale must be a finite number > 0 (or {dim} of them), got {scale.flatten()[:5].tolist()}")

@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from .._validate import check_generator, check_int, check_probability, check_real
+from .._validate import check_finite_tensor, check_generator, check_int, check_real
 from .families import FullRankNormal, GaussianFamily, MeanFieldNormal, gaussian_prior_params
 
 __all__ = ["VIConfig", "VIResult", "elbo", "fit_vi", "make_family", "prior_log_prob", "minibatch", "relative_change", "window_converged"]
@@ -68,13 +68,18 @@ _FAMILIES = {"meanfield": "meanfield", "mean_field": "meanfield", "diag": "meanf
 def make_family(name: str, dim: int, *, loc=None, scale: float = 0.1, dtype=torch.float64, device=None) -> GaussianFamily:
     """Build a variational family by name: "meanfield" or "fullrank"."""
     if not isinstance(name, str) or name not in _FAMILIES:
-        raise ValueError(f"family must be 'meanfield' or 'fullrank', got {name!r}")
+        raise ValueError(f"name (the family) must be 'meanfield' or 'fullrank', got {name!r}")
     cls = MeanFieldNormal if _FAMILIES[name] == "meanfield" else FullRankNormal
     return cls(dim, loc=loc, scale=scale, dtype=dtype, device=device)
 
 
 def prior_log_prob(prior, z: torch.Tensor) -> torch.Tensor:
     """log p(z) summed over the d coordinates: (S, d) -> (S,)."""
+    check_finite_tensor(z, "z")
+    if z.ndim != 2:
+        raise ValueError(f"z must have shape (S, d), got {tuple(z.shape)}")
+    if not (callable(prior) or isinstance(prior, torch.distributions.Distribution)):
+        raise TypeError(f"prior must be a torch.distributions.Distribution or a callable, got {type(prior).__name__}")
     if callable(prior) and not isinstance(prior, torch.distributions.Distribution):
         out = prior(z)
     else:

@@ -17,6 +17,7 @@ state, no display needed, safe in the demo's worker threads.
 from __future__ import annotations
 
 import io
+import math
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["AllocationView", "level_colours", "overlay_figure", "compare_figure", "panel_images",
+__all__ = ["AllocationView", "level_colours", "level_handles", "overlay_figure", "compare_figure", "panel_images",
            "figure_to_image", "save_figure", "draw_allocation", "draw_heatmap"]
 
 # Okabe-Ito colours (distinguishable with the common colour-vision deficiencies), in level order;
@@ -160,7 +161,7 @@ def _title(question: str, width: int = 70) -> str:
 
 def draw_allocation(ax, view: AllocationView, legend: bool = True, fontsize: float = 11, title: bool = True):
     """The image with each region coloured by its level and its token count written in it."""
-    from matplotlib.patches import Patch, Rectangle
+    from matplotlib.patches import Rectangle
 
     colours = level_colours(view.levels)
     ax.imshow(view.image)
@@ -182,11 +183,26 @@ def draw_allocation(ax, view: AllocationView, legend: bool = True, fontsize: flo
     if title:
         ax.set_title("tokens per region", fontsize=fontsize)
     if legend:
-        handles = [Patch(facecolor=colours[lv], edgecolor="black", lw=0.5,
-                         label=f"{lv} (skipped)" if lv == 0 else str(lv)) for lv in view.levels]
-        ax.legend(handles=handles, title="tokens", loc="upper center", bbox_to_anchor=(0.5, -0.01),
-                  ncol=len(handles), fontsize=fontsize - 2, title_fontsize=fontsize - 2, frameon=False,
-                  handlelength=1.2, columnspacing=1.0)
+        ax.legend(handles=level_handles(view.levels), title="tokens per region", loc="upper center",
+                  bbox_to_anchor=(0.5, -0.01), ncol=len(view.levels), fontsize=fontsize - 2,
+                  title_fontsize=fontsize - 2, frameon=False, handlelength=1.2, columnspacing=1.0)
+
+
+def level_handles(levels: Sequence[int]) -> list:
+    """Legend patches of the token levels: '0 (skipped)', '64', ..."""
+    from matplotlib.patches import Patch
+
+    colours = level_colours(levels)
+    return [Patch(facecolor=colours[lv], edgecolor="black", lw=0.5, label=f"{lv} (skipped)" if lv == 0 else str(lv))
+            for lv in sorted(int(v) for v in levels)]
+
+
+def _decimals(values: Tensor) -> int:
+    """Decimals that show two significant digits of the largest |value| (at least 2, at most 6)."""
+    m = float(values.abs().max())
+    if m == 0 or m >= 0.1:
+        return 2
+    return min(6, 1 - math.floor(math.log10(m)))
 
 
 def draw_heatmap(ax, view: AllocationView, values: Tensor, title: str | None, cmap: str, vmin: float, vmax: float,
@@ -199,11 +215,12 @@ def draw_heatmap(ax, view: AllocationView, values: Tensor, title: str | None, cm
         vmin, vmax = vmin - 0.5, vmax + 0.5
     im = ax.imshow(grid, cmap=cmap, vmin=vmin, vmax=vmax, extent=(0, w, h, 0), interpolation="nearest")
     norm = im.norm
+    dec = _decimals(values)
     for row in view.rows():
         x0, y0, x1, y1 = row["box"]
         v = float(values[row["region"]])
         dark = norm(v) < 0.55
-        ax.text((x0 + x1) / 2, (y0 + y1) / 2, f"{v:.2f}", ha="center", va="center", fontsize=fontsize - 1,
+        ax.text((x0 + x1) / 2, (y0 + y1) / 2, f"{v:.{dec}f}", ha="center", va="center", fontsize=fontsize - 1,
                 color="white" if dark else "black")
     ax.set_xticks([])
     ax.set_yticks([])
@@ -227,9 +244,9 @@ _MEAN_TITLE, _MEAN_LABEL = "relevance posterior mean", "mean of the relevance lo
 _SD_TITLE, _SD_LABEL = "epistemic uncertainty", "epistemic sd of the relevance logit"
 
 
-def _footer(view: AllocationView) -> str:
+def _footer(view: AllocationView, latency: bool = True) -> str:
     extra = f", seed {view.seed}" if view.seed is not None and view.policy in ("ARR-COC Thompson", "random") else ""
-    lat = f", {view.latency_s * 1000:.0f} ms" if view.latency_s is not None else ""
+    lat = f", {view.latency_s * 1000:.0f} ms" if latency and view.latency_s is not None else ""
     return f"{view.summary()}\npolicy: {view.policy}{extra}{lat}"
 
 
@@ -259,27 +276,29 @@ def overlay_figure(view: AllocationView, dpi: int = 100):
 
 def compare_figure(view_a: AllocationView, view_b: AllocationView, dpi: int = 80):
     """Two questions on the same image side by side: per question the overlay on top and the two
-    heatmaps below it; the heatmaps of both questions share their colour scales."""
+    heatmaps below it; the heatmaps of both questions share their colour scales, one level legend."""
     if view_a.image.size != view_b.image.size or view_a.grid != view_b.grid:
         raise ValueError("compare_figure needs two views of the same image and grid")
     w, h = view_a.image.size
     aspect = h / w
-    fig = _figure(16.0, 8.0 * aspect + 4.4, dpi)
-    outer = fig.add_gridspec(1, 2, left=0.02, right=0.98, top=0.97, bottom=0.02, wspace=0.08)
+    fig = _figure(16.0, 8.0 * aspect + 4.6, dpi)
+    outer = fig.add_gridspec(1, 2, left=0.015, right=0.955, top=0.985, bottom=0.07, wspace=0.12)
     (lo, hi), sd_hi = _scales([view_a, view_b])
     for k, view in enumerate((view_a, view_b)):
-        sub = outer[k].subgridspec(4, 2, height_ratios=[0.28, 2.0, 1.05, 0.22], hspace=0.18, wspace=0.25)
+        sub = outer[k].subgridspec(4, 2, height_ratios=[0.22, 2.0, 1.1, 0.2], hspace=0.16, wspace=0.42)
         head = fig.add_subplot(sub[0, :])
         head.axis("off")
         head.text(0.5, 0.5, _title(view.question, 60), ha="center", va="center", fontsize=14, fontweight="bold")
-        draw_allocation(fig.add_subplot(sub[1, :]), view, fontsize=11)
+        draw_allocation(fig.add_subplot(sub[1, :]), view, legend=False, fontsize=11, title=False)
         draw_heatmap(fig.add_subplot(sub[2, 0]), view, view.mean, _MEAN_TITLE, "viridis", lo, hi, "mean", fontsize=9)
         draw_heatmap(fig.add_subplot(sub[2, 1]), view, view.epistemic_sd, _SD_TITLE, "magma", 0.0, sd_hi,
                      "epistemic sd", fontsize=9)
         foot = fig.add_subplot(sub[3, :])
         foot.axis("off")
-        foot.text(0.5, 0.3, "\n".join(textwrap.wrap(_footer(view).replace("\n", "; "), 95)), ha="center",
-                  va="center", fontsize=10)
+        foot.text(0.5, 0.5, "\n".join(textwrap.wrap(_footer(view, latency=False).replace("\n", "; "), 100)),
+                  ha="center", va="center", fontsize=10)
+    fig.legend(handles=level_handles(view_a.levels), title="tokens per region", loc="lower center",
+               bbox_to_anchor=(0.5, 0.0), ncol=len(view_a.levels), fontsize=10, title_fontsize=10, frameon=False)
     return fig
 
 

@@ -104,9 +104,15 @@ def screenshot(out: str | Path, question: str | None = None, budget: int | None 
                     set_text(drv, "#budget input[type=number]", str(budget))
                 drv.find_element(By.ID, "run-btn").click()
                 wait.until(ec.text_to_be_present_in_element((By.ID, "tokens"), "visual tokens"))
+                drv.execute_script("window.scrollTo(0, 0)")  # the click scrolled the button into view
                 time.sleep(1.0)  # let the images finish painting
                 out = Path(out)
                 drv.save_screenshot(str(out))
+                from PIL import Image
+
+                with Image.open(out) as im:  # UI colours are flat: a 256-colour palette keeps it small
+                    small = im.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT)
+                small.save(out, optimize=True)
             finally:
                 drv.quit()
     finally:

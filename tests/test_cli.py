@@ -106,7 +106,7 @@ def test_compare_and_checkpoint(tiny, tmp_path, capsys):
     assert "query: 'What does the blue sign say?'" in text and "query: 'What does the stop sign say?'" in text
     assert len(_rows(text)) == 32 and f"comparison written to {out_png}" in text
     with Image.open(out_png) as im:
-        assert im.size == (1280, int(80 * (8.0 * 0.75 + 4.4)))
+        assert im.size == (1280, 848)
     # the checkpoint is the same model: same allocation as the in-memory one
     rows = _rows(text)[:16]
     direct = allocate("sample", "What does the blue sign say?", 100, None, deterministic=True, model=m,

@@ -112,3 +112,10 @@ def test_panel_images_and_save(gen, tmp_path):
     p = save_figure(overlay_figure(v), tmp_path / "o.png")
     with Image.open(p) as im:
         assert im.format == "PNG" and im.size == (1600, 560)
+
+
+def test_small_values_keep_two_significant_digits(gen):
+    v = _view(gen)
+    v.epistemic_var = torch.full((16,), 4.9e-7, dtype=torch.float64)  # sd 7.0e-4: an untrained head's size
+    sd_ax = overlay_figure(v).axes[2]
+    assert {t.get_text() for t in sd_ax.texts} == {"0.00070"}

@@ -25,7 +25,7 @@ import warnings
 from pathlib import Path
 
 __all__ = ["main", "build_parser", "allocate", "InputError", "load_image", "check_question",
-           "check_budget", "question_truncation", "load_model", "model_config", "run_allocation",
+           "check_budget", "question_truncation", "model_notes", "load_model", "model_config", "run_allocation",
            "POLICIES", "MAX_IMAGE_PIXELS", "DEFAULT_QUESTION"]
 
 # 40 megapixels: an 8000 x 5000 photo still passes (decoded RGB: 120 MB), while a decompression bomb
@@ -175,6 +175,12 @@ def question_truncation(model, question: str, name: str = "--query") -> str | No
             f"to the first {max_len} (ending '...{tail}') and the rest is ignored")
 
 
+def model_notes(notes, truncation_warned: bool) -> list[str]:
+    """The model's warnings worth showing: without the query-truncation one when the caller has
+    already said so in its own words (``question_truncation``)."""
+    return [n for n in notes if not (truncation_warned and "truncat" in n)]
+
+
 # ---------------------------------------------------------------------- model
 def model_config(checkpoint: str | None = None, grid: int | None = None):
     """The config the model will have, without loading any weights (for early input checks)."""
@@ -225,8 +231,9 @@ def run_allocation(model, processor, image, question: str, budget: int, policy: 
     gen = torch.Generator().manual_seed(int(seed))
     captured = []
     hook = model.allocator.register_forward_hook(lambda mod, args, out: captured.append(out)) if kind else None
-    try:
-        with torch.no_grad():
+    try:  # the model's own warnings (e.g. its query truncation) become notes of the view
+        with torch.no_grad(), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             out = model(batch["pixel_values"], queries=[question], budget=budget, generator=gen,
                         deterministic=policy != "thompson", num_rounds=rounds if kind is None else 1)
     finally:
@@ -248,7 +255,8 @@ def run_allocation(model, processor, image, question: str, budget: int, policy: 
                           mean=out.relevance_mean[0], var=out.relevance_var[0],
                           epistemic_var=(torch.zeros_like(out.relevance_var) if epi is None else epi)[0],
                           grid=cfg.grid, levels=tuple(cfg.levels), global_tokens=cfg.global_tokens,
-                          budget=int(budget), policy=label, seed=int(seed), latency_s=latency)
+                          budget=int(budget), policy=label, seed=int(seed), latency_s=latency,
+                          notes=[" ".join(str(w.message).split()) for w in caught])
     if kind is None and int(out.tokens_per_image[0]) != view.total_tokens:
         raise RuntimeError(f"model reported {int(out.tokens_per_image[0])} tokens, allocation sums to {view.total_tokens}")
     return view
@@ -308,13 +316,17 @@ def allocate(image_path, query: str, budget: int, out: str | None, seed: int = 0
         print(f"arrcoc: note: {note}", file=err_stream)
     if model is None:
         model, processor = load_model(checkpoint, grid)
-    warning = question_truncation(model, question)
-    for w in (warning, second and question_truncation(model, second, name="--compare")):
+    asked = [(question, "--query")] + ([(second, "--compare")] if second is not None else [])
+    warns = [question_truncation(model, q, name=n) for q, n in asked]
+    for w in warns:
         if w:
             print(f"arrcoc: warning: {w}", file=err_stream)
+    warning = warns[0]
     views = []
-    for q in (question, second) if second is not None else (question,):
+    for (q, _), w in zip(asked, warns):
         view = run_allocation(model, processor, image, q, budget, policy, seed, rounds)
+        for note in model_notes(view.notes, truncation_warned=bool(w)):
+            print(f"arrcoc: warning: {note}", file=err_stream)
         print(f"image: {image_path}  ({image.size[0]}x{image.size[1]})\nquery: {q!r}\npolicy: {view.policy}",
               file=stream)
         print(view, file=stream)

@@ -26,7 +26,8 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from arrcoc.cli import (DEFAULT_QUESTION, MAX_IMAGE_PIXELS, POLICIES, InputError, check_budget,  # noqa: E402
-                        check_question, load_image, load_model, question_truncation, run_allocation)
+                        check_question, load_image, load_model, model_notes, question_truncation,
+                        run_allocation)
 from arrcoc.visualize import compare_figure, figure_to_image, panel_images  # noqa: E402
 
 __all__ = ["DemoEngine", "DemoResult", "build_app", "launch", "main", "POLICY_LABELS"]
@@ -82,10 +83,10 @@ class DemoEngine:
             raise InputError(f"seed must be a whole number, got {seed!r}") from None
         image, source = self.image(file)
         key = _KEY_OF_LABEL[policy]
-        notes = [w for w in (question_truncation(self.model, q, name=n)
-                             for q, n in ((q1, "question"), (q2, "second question")) if q) if w]
+        warn1 = question_truncation(self.model, q1, name="question")
+        warn2 = question_truncation(self.model, q2, name="second question") if q2 else None
         view = run_allocation(self.model, self.processor, image, q1, budget, key, seed)
-        view.notes = notes
+        notes = [w for w in (warn1, warn2) if w] + model_notes(view.notes, truncation_warned=bool(warn1))
         t0 = time.perf_counter()
         panels = panel_images(view)
         res = DemoResult(views=[view], overlay=panels["overlay"], mean=panels["mean"],
@@ -94,6 +95,7 @@ class DemoEngine:
                          round(r["mean"], 3), round(r["sd"], 3), round(r["epistemic_sd"], 3)] for r in view.rows()]
         if q2:
             view2 = run_allocation(self.model, self.processor, image, q2, budget, key, seed)
+            notes += [n for n in model_notes(view2.notes, truncation_warned=bool(warn2)) if n not in notes]
             res["views"].append(view2)
             res["comparison"] = figure_to_image(compare_figure(view, view2))
             res["comparison_text"] = (f"**Q1** {view.total_tokens} tokens, **Q2** {view2.total_tokens} tokens; "

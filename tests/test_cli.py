@@ -234,5 +234,6 @@ def test_main_job_pretrained_default(tmp_path, capsys):
     # MiniLM reads 64 word pieces ([CLS] + 62 + [SEP]); the CLI says the question was cut
     warn = [ln for ln in cap.err.splitlines() if ln.startswith("arrcoc: warning:")]
     assert len(warn) == 1 and "tokens long but the query encoder reads at most 64" in warn[0], cap.err
+    assert "Warning:" not in cap.err and "UserWarning" not in cap.err  # the model's own warning not repeated
     with Image.open(out_png) as im:
         assert im.size == (1600, 560)

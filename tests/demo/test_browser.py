@@ -98,6 +98,10 @@ def test_demo_in_chromium(server, tmp_path):
         table = _text(drv, "#regions")  # the per-region table, boxes in the uploaded image's pixels
         assert "(0,0,120,90)" in table and "(360,270,480,360)" in table
         drv.save_screenshot(str(ARTIFACTS / "demo_e2e.png"))
+        # offline: everything the page loaded came from the demo server itself
+        loaded = drv.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+        assert loaded and all(u.startswith(server) or u.startswith("data:") or u.startswith("blob:")
+                              for u in loaded), [u for u in loaded if not u.startswith(server)]
 
         # bad input: an empty question -> a clear message, the old result cleared
         set_text(drv, "#question textarea", "")

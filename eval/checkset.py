@@ -35,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-bundled", action="store_true", help="skip the bundled sample-scene check")
     p.add_argument("--full-forward", action="store_true",
                    help="run every forward pass to the end (region encoding included; same numbers, ~8x slower)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: torch's own; 1 is fastest on a busy machine)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -74,6 +76,8 @@ def main(argv=None) -> int:
     from .scenes import CheckSetConfig
 
     try:
+        if args.threads is not None and args.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {args.threads}")
         kw = {} if args.scenes is None else {"num_scenes": args.scenes}
         cs = CheckSetConfig(seed=args.seed, spatial=not args.no_spatial, **kw)
         ev = EvalConfig(budgets=tuple(args.budget), modes=tuple(dict.fromkeys(args.modes)), seed=args.eval_seed,
@@ -89,6 +93,10 @@ def main(argv=None) -> int:
         print(f"error: --budget must be at least the global thumbnail's {g_tokens} tokens, "
               f"got {list(ev.budgets)}", file=sys.stderr)
         return 2
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     model, processor = load_default_model(grid=cs.grid)
     result = evaluate(model, processor, cs, ev, progress=not args.no_progress)

@@ -38,6 +38,7 @@ class PolicyMetrics:
     moved: float | None = None     # question sensitivity: fraction of pairs moved towards A's target
     moved_chance: float | None = None
     relevance_moved: float | None = None  # same on the posterior relevance mean (model rows)
+    relevance_top: float | None = None    # the highest relevance mean is on a target region (model rows)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -75,17 +76,23 @@ class CheckSetResult:
                          f"hits {100 * ref:.1f} %)")
             lines.append(f"  {'policy':<24}{'hit@top %':>10}{'±se':>6}{'chance %':>10}{'top-k':>7}"
                          f"{'share %':>9}{'unif %':>8}{'ratio':>7}{'tokens':>8}{'moved %':>9}{'chance %':>10}"
-                         f"{'rel-moved %':>13}")
+                         f"{'rel-moved %':>13}{'rel@top %':>11}")
             for m in rows:
                 lines.append(f"  {m.policy:<24}{_pct(m.hit_at_top):>10}{100 * m.hit_at_top_se:>6.1f}"
                              f"{_pct(m.hit_chance):>10}{m.top_level_regions:>7.1f}{_pct(m.target_share):>9}"
                              f"{_pct(m.uniform_share):>8}{m.share_ratio:>7.2f}{m.mean_tokens:>8.0f}"
-                             f"{_pct(m.moved):>9}{_pct(m.moved_chance):>10}{_pct(m.relevance_moved):>13}")
+                             f"{_pct(m.moved):>9}{_pct(m.moved_chance):>10}{_pct(m.relevance_moved):>13}"
+                             f"{_pct(m.relevance_top):>11}")
             lines.append("")
-        lines.append("hit@top: top level held by <= 2 regions, one of them a target; chance: same allocation "
-                     "permuted at random; top-k: regions at the top level; share: target tokens / region "
-                     "tokens vs uniform t/R (ratio); moved: question A's target gets more tokens under A than "
-                     "under B (pairs in a scene), chance for random permutations; rel-moved: same on relevance.")
+        lines += ["hit@top: top level held by <= 2 regions, one of them a target; chance: the same allocation",
+                  "  permuted at random over the regions; top-k: regions sharing the top level; share: target tokens /",
+                  "  region tokens, unif: t/R (tokens spread evenly), ratio = share / unif; moved: question A's target",
+                  "  gets more tokens under A than under question B about another object of the scene, chance: both",
+                  "  allocations permuted at random; rel-moved: the same on the relevance mean; rel@top: the highest",
+                  "  relevance mean is on a target (chance = one random top region)."]
+        if any(m.policy == "uniform" and m.mean_tokens == 0 for m in self.metrics):
+            lines.append("uniform (the allocator's baseline) gives every region one level; where 16 x 64 tokens do "
+                         "not fit the budget it allocates nothing.")
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -165,6 +172,9 @@ def summarise(records, scenes, policies, budgets, max_ties: int = 2) -> list[Pol
                             pf = pt.double()
                             gain = ((ra - rb) * pf).sum(1) / pf.sum(1)  # (P,) mean relevance change on A's target
                             m.relevance_moved = (gain > 0).double().mean().item()
+                if rows[0].relevance is not None:
+                    rel = torch.tensor([r.relevance for r in rows], dtype=torch.float64)  # (N, R)
+                    m.relevance_top = tg.gather(1, rel.argmax(1, keepdim=True)).double().mean().item()
                 if not all(math.isfinite(v) for v in (m.hit_at_top, m.target_share, m.share_ratio)):
                     raise FloatingPointError(f"non-finite metric for {policy} at budget {budget}")
                 out.append(m)

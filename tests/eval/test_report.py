@@ -45,6 +45,7 @@ def test_summarise_exact_numbers(scenes):
     assert aw.share_ratio == pytest.approx(aw.target_share / aw.uniform_share)
     # pairs: scene 0 (0,1) and (1,0); scene 1's targets overlap -> no pair
     assert aw.n_pairs == 2 and aw.moved == 1.0 and aw.relevance_moved == 1.0
+    assert aw.relevance_top == pytest.approx(2 / 4)  # scene 1: all-zero relevance, argmax 0 is no target
     assert bl.hit_at_top == pytest.approx(1 / 4)  # only scene 0 question 0 targets region 0
     assert bl.moved == 0.0 and bl.relevance_moved is None
     assert bl.mean_tokens == 500 and bl.target_share == pytest.approx((400 / 500 + 0 + 0 + 0) / 4)

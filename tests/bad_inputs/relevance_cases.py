@@ -1,0 +1,231 @@
+"""Bad-input cases of arrcoc.relevance (owned by the lead; failing cases are strict xfails)."""
+from __future__ import annotations
+
+import torch
+
+from hypothesis import strategies as st
+
+from . import (OPAQUE, BAD_BOOL, BAD_CALLABLE, BAD_COUNT, BAD_GENERATOR, BAD_INT, BAD_POSITIVE, BAD_PROB, BAD_REAL, BAD_STR,
+               BAD_TENSOR, Case, bad_tensor, resolve)
+
+R = "arrcoc.relevance."
+LEVELS = (0, 64, 100, 256, 400)
+
+
+def rel(name):
+    return resolve(R + name)
+
+
+def g():
+    return torch.Generator().manual_seed(0)
+
+
+def obs(b=1, r=16):
+    return torch.randn(b, r, len(rel("CHANNELS")), generator=g())
+
+
+def posterior():
+    return rel("hierarchical_posterior")(obs())
+
+
+def table(b=1, r=16):
+    return torch.rand(b, r, len(LEVELS), generator=g())
+
+
+def kw(path, base, arg, bad, *, name="", xfail=None, pos=(), examples=5, finite=True):
+    def call(v):
+        args = base() if callable(base) else dict(base)
+        args[arg] = v
+        positional = [args.pop(p) for p in pos]
+        return rel(path)(*positional, **args)
+    return Case(R + path, arg, call, bad, xfail=xfail, name=name, examples=examples, finite=finite)
+
+
+def solver_base():
+    return {"table": table(), "levels": LEVELS, "budget": 600}
+
+
+BAD_BUDGET = BAD_COUNT
+CASES = [
+    kw("RelevanceConfig", {}, "budget", BAD_BUDGET),
+    kw("RelevanceConfig", {}, "levels", BAD_TENSOR, name="levels"),
+    kw("RelevanceConfig", {}, "cost", BAD_REAL, name="cost"),
+    kw("RelevanceAllocator", {}, "feature_dim", BAD_COUNT),
+    kw("RelevanceAllocator.forward", lambda: {"self": rel("RelevanceAllocator")(feature_dim=8),
+                                              "region_pixels": torch.rand(1, 16, 3, 8, 8, generator=g()),
+                                              "region_features": torch.randn(1, 16, 8, generator=g())},
+       "region_pixels", bad_tensor((1, 16, 3, 8, 8), dtype=torch.float32, wrong_shapes=[(1, 16)]), examples=4),
+    kw("hierarchical_posterior", lambda: {"obs": obs()}, "obs", bad_tensor((1, 16, 6), dtype=torch.float32, wrong_shapes=[(16,)])),
+    kw("hierarchical_posterior", lambda: {"obs": obs()}, "tau", BAD_POSITIVE, name="tau"),
+    kw("update_posterior", lambda: {"posterior": posterior(), "region_index": torch.tensor([[0]]), "scores": torch.zeros(1, 1, 6)},
+       "scores", bad_tensor((1, 1, 6), dtype=torch.float32)),
+    kw("log_evidence", lambda: {"obs": obs()}, "sigma", BAD_POSITIVE),
+    kw("thompson", lambda: {"posterior": posterior(), "generator": g()}, "num_samples", BAD_COUNT),
+    kw("thompson", lambda: {"posterior": posterior(), "generator": g()}, "generator", BAD_GENERATOR, name="generator"),
+    kw("sample_relevance", lambda: {"posterior": posterior(), "num_samples": 2, "generator": g()}, "generator", BAD_GENERATOR),
+    kw("rank_first_frequency", {}, "draws", bad_tensor((3, 1, 16), dtype=torch.float32)),
+    kw("utility_table", lambda: {"prob": torch.rand(1, 16, generator=g()), "var": torch.ones(1, 16), "levels": LEVELS, "cost": 1e-3},
+       "cost", BAD_REAL),
+    kw("utility_table", lambda: {"prob": torch.rand(1, 16, generator=g()), "var": torch.ones(1, 16), "levels": LEVELS, "cost": 1e-3},
+       "prob", bad_tensor((1, 16), dtype=torch.float32), name="prob"),
+    kw("information_gain", lambda: {"levels": LEVELS, "var": torch.ones(1, 16)}, "var", bad_tensor((1, 16), dtype=torch.float32)),
+    *[kw(f, solver_base, "budget", BAD_BUDGET) for f in ("solve", "solve_dp", "solve_greedy", "allocate_uniform")],
+    kw("solve_dp", solver_base, "table", bad_tensor((1, 16, 5), dtype=torch.float32), name="table"),
+    kw("solve", solver_base, "solver", BAD_STR, name="solver"),
+    kw("solve_brute_force", lambda: {"table": table(1, 3), "levels": LEVELS, "budget": 300}, "max_combinations", BAD_COUNT),
+    kw("allocate_random", lambda: {**solver_base(), "generator": g()}, "generator", BAD_GENERATOR),
+    kw("allocate_top_k", lambda: {**solver_base(), "scores": torch.rand(1, 16, generator=g())}, "scores",
+       bad_tensor((1, 16), dtype=torch.float32)),
+    kw("knapsack.as_budget", {"budget": 100, "batch": 2}, "budget", BAD_BUDGET),
+    kw("knapsack.exclude_regions", lambda: {"table": table()}, "exclude", bad_tensor((1, 16), dtype=torch.bool, wrong_shapes=[(3,)])),
+    kw("knapsack.utility_unchecked", lambda: {"prob": torch.rand(1, 16), "var": torch.ones(1, 16), "lv": torch.tensor(LEVELS),
+                                              "cost": 1e-3, "gain_ref_tokens": 64.0, "content_variance": 1.0}, "cost", BAD_REAL),
+    kw("knapsack.solve_unchecked", lambda: {"table": table(), "lv": torch.tensor(LEVELS), "bud": torch.tensor([600])}, "solver", BAD_STR),
+    kw("knapsack.dp_levels", lambda: {"work": table(), "lv": torch.tensor(LEVELS)}, "bud", bad_tensor((1,), dtype=torch.float32)),
+    kw("knapsack.greedy_levels", lambda: {"work": table(), "lv": torch.tensor(LEVELS)}, "bud", bad_tensor((1,), dtype=torch.float32)),
+    kw("fit_supervised", lambda: {"obs": obs(2), "mask": None, "relevance": torch.randn(2, 16, generator=g())}, "relevance",
+       bad_tensor((2, 16), dtype=torch.float32)),
+    kw("fit_empirical_bayes", lambda: {"obs": obs(2), "max_iter": 3}, "max_iter", BAD_COUNT),
+    kw("laplace_head_covariance", lambda: {"phi": torch.randn(16, 4, generator=g()), "noise_precision": 1.0, "prior_precision": 1.0},
+       "noise_precision", BAD_POSITIVE),
+    kw("fit_query_laplace", lambda: {"scorer": rel("QueryScorer")(8, 8, num_heads=2, head_dim=4),
+                                     "region_features": torch.randn(1, 16, 8, generator=g()),
+                                     "query_embeds": torch.randn(1, 3, 8, generator=g())}, "prior_precision", BAD_POSITIVE),
+    kw("CalibrationResult", lambda: {"slope": torch.ones(6), "offset": torch.zeros(6), "precision": torch.ones(6), "mu_global": 0.0,
+                                     "tau": 1.0, "sigma": 1.0, "log_likelihood": 0.0, "method": "x"}, "tau", BAD_POSITIVE),
+    kw("InformationScorer", {}, "bins", BAD_COUNT),
+    kw("SalienceScorer", {}, "blur", BAD_POSITIVE),
+    kw("QueryScorer", {"feature_dim": 8}, "num_heads", BAD_COUNT),
+    kw("calibration.hierarchical_log_likelihood", lambda: {"relevance": torch.randn(2, 16), "mu_global": 0.0, "tau": 1.0, "sigma": 1.0},
+       "tau", BAD_POSITIVE),
+    kw("config.validate_levels", {}, "levels", BAD_TENSOR, finite=False),
+    kw("posterior.evidence", lambda: {"obs": obs(), "mask": torch.ones(1, 16, 6, dtype=torch.bool), "slope": torch.ones(6),
+                                      "offset": torch.zeros(6)}, "precision", bad_tensor((6,), dtype=torch.float32)),
+    kw("posterior.build_posterior", lambda: {"obs": obs(), "mask": torch.ones(1, 16, 6, dtype=torch.bool), "slope": torch.ones(6),
+                                             "offset": torch.zeros(6), "precision": torch.ones(6), "mu_global": torch.zeros(()),
+                                             "tau": torch.ones(())}, "sigma", bad_tensor((), dtype=torch.float32, wrong_shapes=[(0,)])),
+    kw("posterior.add_evidence", lambda: {"posterior": posterior(), "region_index": torch.tensor([[0]]), "scores": torch.zeros(1, 1, 6),
+                                          "slope": torch.ones(6), "offset": torch.zeros(6),
+                                          "mask": torch.ones(1, 1, 6, dtype=torch.bool)}, "precision", bad_tensor((6,), dtype=torch.float32)),
+    kw("posterior.log_evidence_unchecked", lambda: {"obs": obs(), "mask": torch.ones(1, 16, 6, dtype=torch.bool), "slope": torch.ones(6),
+                                                    "offset": torch.zeros(6), "precision": torch.ones(6), "mu_global": torch.zeros(()),
+                                                    "tau": torch.ones(())}, "sigma", bad_tensor((), dtype=torch.float32, wrong_shapes=[(0,)])),
+    kw("scorers.all_finite", {}, "x", BAD_TENSOR, finite=False),
+    kw("scorers.check_features", {}, "x", bad_tensor((1, 16, 8), dtype=torch.float32), finite=False),
+    kw("scorers.check_pixels", {}, "x", bad_tensor((1, 16, 3, 8, 8), dtype=torch.float32), finite=False),
+    kw("scorers.grey_entropy", {}, "region_grey", bad_tensor((1, 16, 8, 8), dtype=torch.float32)),
+    kw("scorers.grey_spectral_saliency", {}, "grey", bad_tensor((1, 32, 32), dtype=torch.float32)),
+    kw("scorers.pixel_entropy", {}, "region_pixels", bad_tensor((1, 16, 3, 8, 8), dtype=torch.float32)),
+    kw("scorers.feature_entropy", {}, "region_features", bad_tensor((1, 16, 8), dtype=torch.float32)),
+    kw("scorers.centre_surround_contrast", {}, "region_features", bad_tensor((1, 16, 8), dtype=torch.float32)),
+    kw("scorers.spectral_residual_map", {}, "grey", bad_tensor((1, 32, 32), dtype=torch.float32)),
+    kw("scorers.spectral_residual_saliency", {}, "region_pixels", bad_tensor((1, 16, 3, 8, 8), dtype=torch.float32)),
+    kw("scorers.standardize", {}, "scores", bad_tensor((1, 16), dtype=torch.float32)),
+    kw("scorers.grid_adjacency", {}, "grid", BAD_COUNT),
+    # ------------------------------------------------------------- question cues and concept scorer
+    kw("question.parse_question", {}, "question", st.sampled_from([None, 3, OPAQUE, b"bytes"]), finite=False),
+    kw("question.parse_questions", {}, "questions", st.sampled_from([None, 3, OPAQUE, "not a list", [None]]), finite=False),
+    kw("cues.colour_weights", {}, "colours", BAD_TENSOR),
+    kw("cues.rgb_to_hsv", {}, "rgb", bad_tensor((1, 16, 3, 4, 4), dtype=torch.float32)),
+    kw("cues.colour_match", lambda: {"weights": torch.ones(1, len(rel("cues.COLOUR_NAMES")))}, "region_rgb",
+       bad_tensor((1, 16, 3, 4, 4), dtype=torch.float32)),
+    kw("cues.text_density", {}, "region_grey", bad_tensor((1, 16, 8, 8), dtype=torch.float32)),
+    kw("cues.region_centres", {}, "grid", BAD_COUNT),
+    kw("cues.spatial_prior", lambda: {"centres": torch.rand(16, 2), "target": torch.rand(1, 2)}, "width", BAD_POSITIVE),
+    kw("concept.ConceptScorer", lambda: {"classifier_weight": torch.randn(10, 8), "classifier_bias": torch.zeros(10),
+                                         "label_embeddings": torch.randn(10, 4)}, "top_k", BAD_COUNT),
+    kw("knapsack.resolution_gain", {"levels": LEVELS}, "half_tokens", BAD_POSITIVE),
+    kw("concept.imagenet_label_texts", {}, "max_synonyms", BAD_COUNT, finite=False),
+]
+
+EXEMPT = {
+    R + "RelevanceOutput": "NamedTuple result of RelevanceAllocator.forward",
+    R + "RelevancePosterior": "NamedTuple result of hierarchical_posterior / update_posterior",
+    R + "ThompsonDraws": "NamedTuple result of thompson",
+    R + "Allocation": "NamedTuple result of the solvers",
+    R + "scorers.QueryScore": "NamedTuple result of QueryScorer",
+    R + "CHANNELS": "constant (channel names)",
+    R + "BASELINES": "constant (baseline policy names)",
+    R + "config.STANDARDIZED": "constant (channel names)",
+    R + "cues.QuestionBatch": "NamedTuple of parsed question cues (built by the allocator)",
+    R + "cues.COLOUR_NAMES": "constant (colour names)",
+    R + "question.QuestionCues": "NamedTuple result of parse_question",
+    R + "question.COLOURS": "constant (colour table)",
+    R + "question.READING_WORDS": "constant (word set)",
+    R + "question.STOP_WORDS": "constant (word set)",
+    R + "concept.ConceptScore": "NamedTuple result of ConceptScorer",
+    R + "concept.TEXT_PHRASE": "constant (prompt phrase)",
+}
+
+
+# Known findings in the owner's area (case id -> what happens); strict xfails: remove an entry once fixed.
+XFAIL = {
+    'arrcoc.relevance.CalibrationResult:tau':
+        'relevance.CalibrationResult: bad tau -> .tau = nan',
+    'arrcoc.relevance.QueryScorer:num_heads':
+        "relevance.QueryScorer: bad num_heads -> raised TypeError that does not name 'num_heads': empty(): argument 'size' (position 1) must be tuple of ints, but found elemen",
+    'arrcoc.relevance.RelevanceConfig:cost:cost':
+        "relevance.RelevanceConfig: bad cost -> raised TypeError that does not name 'cost': float() argument must be a string or a real number, not 'NoneType'",
+    'arrcoc.relevance.RelevanceConfig:levels:levels':
+        'relevance.RelevanceConfig: bad levels -> returns NaN/inf or raises an error that does not name it',
+    'arrcoc.relevance.calibration.hierarchical_log_likelihood:tau':
+        "relevance.calibration.hierarchical_log_likelihood: bad tau -> raised ValueError that does not name 'tau': scale contains NaN",
+    'arrcoc.relevance.config.validate_levels:levels':
+        'relevance.config.validate_levels: bad levels -> returns NaN/inf or raises an error that does not name it',
+    'arrcoc.relevance.fit_query_laplace:prior_precision':
+        'relevance.fit_query_laplace: bad prior_precision -> returns NaN/inf or raises an error that does not name it',
+    'arrcoc.relevance.hierarchical_posterior:tau:tau':
+        'relevance.hierarchical_posterior: bad tau -> returns NaN/inf or raises an error that does not name it',
+    'arrcoc.relevance.information_gain:var':
+        'relevance.information_gain: bad var -> returns NaN/inf or raises an error that does not name it',
+    'arrcoc.relevance.knapsack.dp_levels:bud':
+        "relevance.knapsack.dp_levels: bad bud -> raised ValueError that does not name 'bud': cannot convert float NaN to integer",
+    'arrcoc.relevance.knapsack.greedy_levels:bud':
+        "relevance.knapsack.greedy_levels: bad bud -> raised AttributeError (not a clear TypeError/ValueError): 'NoneType' object has no attribute 'clone'",
+    'arrcoc.relevance.knapsack.utility_unchecked:cost':
+        'relevance.knapsack.utility_unchecked: bad cost -> has NaN/inf entries: [nan, nan, nan, nan, nan, nan]',
+    'arrcoc.relevance.laplace_head_covariance:noise_precision':
+        'relevance.laplace_head_covariance: bad noise_precision -> returns NaN/inf or raises an error that does not name it',
+    'arrcoc.relevance.log_evidence:sigma':
+        'relevance.log_evidence: bad sigma -> returns NaN/inf or raises an error that does not name it',
+    'arrcoc.relevance.posterior.add_evidence:precision':
+        'relevance.posterior.add_evidence: bad precision -> raised RuntimeError (not a clear TypeError/ValueError): Index te',
+    'arrcoc.relevance.posterior.build_posterior:sigma':
+        'relevance.posterior.build_posterior: bad sigma -> raised RuntimeError (not a clear TypeError/ValueError): The size of tensor a (16) must match the size of ten',
+    'arrcoc.relevance.posterior.evidence:precision':
+        'relevance.posterior.evidence: bad precision -> raised RuntimeError (not a clear TypeError/ValueError): The size of ',
+    'arrcoc.relevance.posterior.log_evidence_unchecked:sigma':
+        'relevance.posterior.log_evidence_unchecked: bad sigma -> raised RuntimeError (not a clear TypeError/ValueError): The size of tensor a (16) must match the size',
+    'arrcoc.relevance.scorers.check_features:x':
+        'relevance.scorers.check_features: bad x -> returns NaN/inf or raises an error that does not name it',
+    'arrcoc.relevance.scorers.grey_entropy:region_grey':
+        'relevance.scorers.grey_entropy: bad region_grey -> returns NaN/inf or raises an error that does not name it',
+    'arrcoc.relevance.scorers.grey_spectral_saliency:grey':
+        'relevance.scorers.grey_spectral_saliency: bad grey -> returns NaN/inf or raises an error that does not name it',
+    'arrcoc.relevance.scorers.grid_adjacency:grid':
+        'relevance.scorers.grid_adjacency: bad grid -> raised RuntimeError (not a clear TypeError/ValueError): upper bound and lower bound inconsistent with step sign',
+    'arrcoc.relevance.scorers.spectral_residual_map:grey':
+        'relevance.scorers.spectral_residual_map: bad grey -> returns NaN/inf or raises an error that does not name it',
+    'arrcoc.relevance.scorers.standardize:scores':
+        'relevance.scorers.standardize: bad scores -> returns NaN/inf or raises an error that does not name it',
+    'arrcoc.relevance.utility_table:cost':
+        'relevance.utility_table: bad cost -> has NaN/inf entries: [nan, nan, nan, nan, nan, nan]',
+    'arrcoc.relevance.concept.imagenet_label_texts:max_synonyms':
+        "relevance.concept.imagenet_label_texts: bad max_synonyms -> raised TypeError that does not name 'max_synonyms': slice indices must be integers or None or have an __in",
+    'arrcoc.relevance.cues.colour_match:region_rgb':
+        'relevance.cues.colour_match: bad region_rgb -> returns NaN/inf or raises an error that does not name it',
+    'arrcoc.relevance.cues.colour_weights:colours':
+        'relevance.cues.colour_weights: bad colours -> returns NaN/inf or raises an error that does not name it',
+    'arrcoc.relevance.cues.region_centres:grid':
+        'relevance.cues.region_centres: bad grid -> raised RuntimeError (not a clear TypeError/ValueError): upper bound and lower bound inconsistent with step sign',
+    'arrcoc.relevance.cues.rgb_to_hsv:rgb':
+        'relevance.cues.rgb_to_hsv: bad rgb -> returns NaN/inf or raises an error that does not name it',
+    'arrcoc.relevance.cues.spatial_prior:width':
+        'relevance.cues.spatial_prior: bad width -> has NaN/inf entries: [nan, nan, nan, nan, nan, nan]',
+    'arrcoc.relevance.cues.text_density:region_grey':
+        'relevance.cues.text_density: bad region_grey -> returns NaN/inf or raises an error that does not name it',
+    'arrcoc.relevance.knapsack.resolution_gain:half_tokens':
+        'relevance.knapsack.resolution_gain: bad half_tokens -> has NaN/inf entries: [0.0, nan, nan, nan, nan]',
+    'arrcoc.relevance.question.parse_questions:questions':
+        "relevance.question.parse_questions: bad questions -> raised TypeError that does not name 'questions': 'NoneType' object is not iterable",
+}

@@ -258,7 +258,8 @@ def run_allocation(model, processor, image, question: str, budget: int, policy: 
                           budget=int(budget), policy=label, seed=int(seed), latency_s=latency,
                           notes=[" ".join(str(w.message).split()) for w in caught])
     if kind is None and int(out.tokens_per_image[0]) != view.total_tokens:
-        raise RuntimeError(f"model reported {int(out.tokens_per_image[0])} tokens, allocation sums to {view.total_tokens}")
+        raise RuntimeError(f"model reported {int(out.tokens_per_image[0])} tokens, "
+                           f"allocation sums to {view.total_tokens}")
     return view
 
 
@@ -335,8 +336,8 @@ def allocate(image_path, query: str, budget: int, out: str | None, seed: int = 0
     if out is not None:
         save_figure(overlay_figure(view) if second is None else compare_figure(*views), out)
         print(f"{'overlay' if second is None else 'comparison'} written to {out}", file=stream)
-    return {"view": view, "views": views, "allocation": view.allocation, "relevance_mean": view.mean, "relevance_var": view.var,
-            "boxes": view.boxes, "tokens_per_image": view.total_tokens, "overlay": out, "warning": warning}
+    return {"view": view, "views": views, "allocation": view.allocation, "relevance_mean": view.mean,
+            "relevance_var": view.var, "boxes": view.boxes, "tokens_per_image": view.total_tokens, "overlay": out, "warning": warning}
 
 
 def _demo_module():

@@ -3,4 +3,6 @@ import sys
 
 from demo.app import main
 
+__all__: list = []
+
 sys.exit(main())

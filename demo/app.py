@@ -22,6 +22,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import argparse  # noqa: E402
 import logging  # noqa: E402
+import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -236,6 +237,6 @@ def main(argv=None) -> int:
     try:
         launch(args.checkpoint, args.host, args.port)
     except (InputError, ImportError, OSError) as e:
-        print(f"demo: error: {' '.join(str(e).split())}")
+        print(f"demo: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
     return 0

@@ -65,7 +65,8 @@ def _loaded_images(drv):
 
 
 def _tokens(text):
-    m = re.search(r"(\d+) visual tokens \((\d+) global \+ (\d+) in regions\) · budget (\d+) · full detail (\d+)", text)
+    m = re.search(r"(\d+) visual tokens \((\d+) global \+ (\d+) in regions\) · budget (\d+) · "
+                  r"full detail (\d+)", text)
     assert m, text
     return tuple(int(g) for g in m.groups())
 

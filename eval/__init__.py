@@ -7,6 +7,7 @@ Modules:
                  cells, one question per object (plus a small, separately reported spatial subset)
     metrics.py   hit@top, target token share, question sensitivity and their exact chance levels
     runner.py    runs the model (deterministic / Thompson modes) and the allocator's baselines
+    report.py    the metrics table per policy, budget and subset (``CheckSetResult``)
     bundled.py   the scripted check of the bundled sample scene
     checkset.py  the command line: ``python -m eval.checkset --budget 640 1024 --out eval/results/checkset.json``
 
@@ -14,4 +15,4 @@ Nothing here downloads anything or reads outside the installed packages; images 
 shipped. The package is named ``eval``: it shadows no standard-library module, and only a module
 that does ``import eval`` rebinds the builtin name there (``from eval.x import y`` does not).
 """
-__all__ = ["sources", "scenes", "metrics", "runner", "bundled", "checkset"]
+__all__ = ["sources", "scenes", "metrics", "runner", "report", "bundled", "checkset"]

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["main", "evaluate", "build_parser"]
+__all__ = ["main", "evaluate", "build_parser", "model_fingerprint", "dumps"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,6 +58,7 @@ def evaluate(model, processor, checkset_config=None, eval_config=None, progress:
     env = {"python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads(),
            "backbone": model.config.backbone.get("name", model.config.backbone.get("type")),
            "query_encoder": model.config.query_encoder.get("pretrained_package", model.config.query_encoder.get("type"))}
+    env["model_fingerprint"] = model_fingerprint(model)
     try:
         import skimage
 
@@ -68,6 +69,33 @@ def evaluate(model, processor, checkset_config=None, eval_config=None, progress:
                           {k: list(v) if isinstance(v, tuple) else v for k, v in vars(cs).items()}, ev.to_dict(),
                           {sub: one_region_chance(scenes, sub) for sub in ("object", "spatial")},
                           time.perf_counter() - t0, env)
+
+
+def model_fingerprint(model) -> str:
+    """SHA-256 (first 16 hex digits) over every parameter and buffer: two runs saw the same weights
+    exactly when their fingerprints agree (an untrained head initialised from the global RNG differs
+    from process to process)."""
+    import hashlib
+
+    import torch
+
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def dumps(payload: dict) -> str:
+    """JSON with the small sections indented and the long lists (scenes, records) one item a line."""
+    parts = []
+    for k, v in payload.items():
+        if k in ("scenes", "records") and isinstance(v, list):
+            body = "[\n" + ",\n".join("  " + json.dumps(x) for x in v) + "\n ]"
+        else:
+            body = json.dumps(v, indent=1).replace("\n", "\n ")
+        parts.append(f" {json.dumps(k)}: {body}")
+    return "{\n" + ",\n".join(parts) + "\n}\n"
 
 
 def main(argv=None) -> int:
@@ -111,7 +139,7 @@ def main(argv=None) -> int:
         payload["bundled"] = bundled.to_dict()
     payload["total_runtime_s"] = round(time.perf_counter() - t0, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(payload, indent=1))
+    args.out.write_text(dumps(payload))
     print(f"\nwrote {args.out} · {payload['total_runtime_s']:.0f} s in all (model load included)")
     return 0
 

@@ -44,3 +44,28 @@ def test_end_to_end_in_a_fresh_interpreter(tmp_path):
     data = json.loads(out.read_text())
     assert {m["policy"] for m in data["metrics"]} >= {"arrcoc/deterministic", "top_k_salience"}
     assert len(data["bundled"]["rows"]) == 5 and data["scenes"][0]["questions"]
+
+
+def test_dumps_is_json_with_one_record_a_line():
+    from eval.checkset import dumps
+
+    payload = {"metrics": [{"a": 1}], "records": [{"allocation": [0, 64]}, {"allocation": [400, 0]}],
+               "scenes": [], "runtime_s": 1.5}
+    text = dumps(payload)
+    assert json.loads(text) == payload
+    assert '  {"allocation": [0, 64]},\n' in text
+
+
+def test_model_fingerprint_tells_weights_apart():
+    import torch
+
+    from eval.checkset import model_fingerprint
+
+    torch.manual_seed(0)
+    a = torch.nn.Linear(3, 2)
+    b = torch.nn.Linear(3, 2)
+    b.load_state_dict(a.state_dict())
+    assert model_fingerprint(a) == model_fingerprint(b)
+    with torch.no_grad():
+        b.weight[0, 0] += 1e-6
+    assert model_fingerprint(a) != model_fingerprint(b)

@@ -61,6 +61,8 @@ def load_image(source, *, max_pixels: int = MAX_IMAGE_PIXELS, name: str = "IMAGE
     """
     from PIL import Image, UnidentifiedImageError
 
+    if not isinstance(source, (str, os.PathLike)):
+        raise TypeError(f"source must be an image file path or 'sample', got {type(source).__name__}")
     if isinstance(source, str) and source == "sample":
         from arrcoc.assets import sample_image_path
 
@@ -153,6 +155,8 @@ def question_truncation(model, question: str, name: str = "--query") -> str | No
     Counts the question's tokens with the encoder's own tokenizer (MiniLM word pieces, special
     tokens included; or UTF-8 bytes for the byte encoder) against its ``max_length``.
     """
+    if not isinstance(question, str):
+        raise TypeError(f"question must be a string, got {type(question).__name__}")
     enc = getattr(model, "query_encoder", None)
     max_len = getattr(enc, "max_length", None)
     if enc is None or max_len is None:
@@ -178,6 +182,9 @@ def question_truncation(model, question: str, name: str = "--query") -> str | No
 def model_notes(notes, truncation_warned: bool) -> list[str]:
     """The model's warnings worth showing: without the query-truncation one when the caller has
     already said so in its own words (``question_truncation``)."""
+    if isinstance(notes, (str, bytes)) or not isinstance(notes, (list, tuple)) \
+            or not all(isinstance(n, str) for n in notes):
+        raise TypeError(f"notes must be a list of strings, got {notes!r}")
     return [n for n in notes if not (truncation_warned and "truncat" in n)]
 
 
@@ -187,6 +194,8 @@ def model_config(checkpoint: str | None = None, grid: int | None = None):
     from arrcoc.modeling import ARRCOCVisionConfig
 
     if checkpoint is not None:
+        if not isinstance(checkpoint, (str, os.PathLike)):
+            raise TypeError(f"checkpoint must be a folder path, got {type(checkpoint).__name__}")
         path = Path(checkpoint)
         if not (path / "config.json").is_file():
             raise InputError(f"--checkpoint: {checkpoint} is not a saved ARR-COC model folder (no config.json)")

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import io
 import math
+import os
+import numbers
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,9 +37,26 @@ _SKIPPED = "#303030"
 _PALETTE = ("#56B4E9", "#009E73", "#E69F00", "#D55E00", "#CC79A7", "#0072B2", "#F0E442")
 
 
+def _check_levels(levels) -> list[int]:
+    if isinstance(levels, (str, bytes)) or not hasattr(levels, "__iter__"):
+        raise TypeError(f"levels must be a sequence of token levels (ints >= 0), got {type(levels).__name__}")
+    vals = list(levels)
+    if not vals or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 0 for v in vals):
+        raise ValueError(f"levels must be a non-empty sequence of ints >= 0, got {levels!r}")
+    if len(set(vals)) != len(vals):
+        raise ValueError(f"levels must be distinct, got {levels!r}")
+    return sorted(int(v) for v in vals)
+
+
+def _check_view(view, name: str = "view") -> "AllocationView":
+    if not isinstance(view, AllocationView):
+        raise TypeError(f"{name} must be an AllocationView, got {type(view).__name__}")
+    return view
+
+
 def level_colours(levels: Sequence[int]) -> dict[int, str]:
     """Colour of every token level: 0 dark grey, then the palette in increasing level order."""
-    levels = sorted(int(v) for v in levels)
+    levels = _check_levels(levels)
     out, k = {}, 0
     for lv in levels:
         if lv == 0:
@@ -49,7 +68,12 @@ def level_colours(levels: Sequence[int]) -> dict[int, str]:
 
 
 def _vec(name: str, x, n: int | None = None) -> Tensor:
-    t = torch.as_tensor(x).detach().to("cpu")
+    try:
+        t = torch.as_tensor(x).detach().to("cpu")
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"{name} must be a tensor or sequence of numbers, got {type(x).__name__}") from None
+    if t.dtype == torch.bool or t.is_complex():
+        raise TypeError(f"{name} must be real numbers, got dtype {t.dtype}")
     if t.dim() != 1:
         raise ValueError(f"{name} must be one value per region (R,), got shape {tuple(t.shape)}")
     if n is not None and t.shape[0] != n:
@@ -93,13 +117,15 @@ class AllocationView:
         self.mean = _vec("mean", self.mean, r).double()
         self.var = _vec("var", self.var, r).double()
         self.epistemic_var = _vec("epistemic_var", self.epistemic_var, r).double()
-        self.levels = tuple(int(v) for v in self.levels)
+        self.levels = tuple(_check_levels(self.levels))
         bad = sorted(set(self.allocation.tolist()) - set(self.levels))
         if bad:
             raise ValueError(f"allocation holds {bad}, which are not token levels {self.levels}")
         for name in ("mean", "var", "epistemic_var"):
             if not torch.isfinite(getattr(self, name)).all():
                 raise ValueError(f"{name} contains NaN or inf")
+        if not torch.isfinite(self.boxes).all():
+            raise ValueError("boxes contain NaN or inf")
 
     # ------------------------------------------------------------------ numbers
     @property
@@ -163,6 +189,7 @@ def draw_allocation(ax, view: AllocationView, legend: bool = True, fontsize: flo
     """The image with each region coloured by its level and its token count written in it."""
     from matplotlib.patches import Rectangle
 
+    _check_view(view)
     colours = level_colours(view.levels)
     ax.imshow(view.image)
     for row in view.rows():
@@ -208,6 +235,10 @@ def _decimals(values: Tensor) -> int:
 def draw_heatmap(ax, view: AllocationView, values: Tensor, title: str | None, cmap: str, vmin: float, vmax: float,
                  label: str, fontsize: float = 11):
     """values (R,) over the region grid, laid over the image's own extent, each cell annotated."""
+    _check_view(view)
+    values = _vec("values", values, view.num_regions).double()
+    if not torch.isfinite(values).all():
+        raise ValueError("values contain NaN or inf")
     w, h = view.image.size
     g = view.grid
     grid = values.reshape(g, g).numpy()  # (G, G) row-major like the regions
@@ -261,6 +292,7 @@ def _figure(width: float, height: float, dpi: int):
 
 def overlay_figure(view: AllocationView, dpi: int = 100):
     """Allocation overlay | relevance-mean heatmap | epistemic-sd heatmap, question as title."""
+    _check_view(view)
     w, h = view.image.size
     aspect = h / w
     fig = _figure(16.0, 4.2 * aspect / 0.75 + 1.4, dpi)
@@ -277,6 +309,8 @@ def overlay_figure(view: AllocationView, dpi: int = 100):
 def compare_figure(view_a: AllocationView, view_b: AllocationView, dpi: int = 80):
     """Two questions on the same image side by side: per question the overlay on top and the two
     heatmaps below it; the heatmaps of both questions share their colour scales, one level legend."""
+    _check_view(view_a, "view_a")
+    _check_view(view_b, "view_b")
     if view_a.image.size != view_b.image.size or view_a.grid != view_b.grid:
         raise ValueError("compare_figure needs two views of the same image and grid")
     w, h = view_a.image.size
@@ -307,6 +341,7 @@ def panel_images(view: AllocationView, dpi: int = 90, scales: dict | None = None
 
     scales: optional {"mean": (lo, hi), "epistemic_sd": hi} to share colour scales between views.
     """
+    _check_view(view)
     w, h = view.image.size
     aspect = h / w
     (lo, hi), sd_hi = _scales([view])
@@ -329,8 +364,11 @@ def panel_images(view: AllocationView, dpi: int = 90, scales: dict | None = None
 
 def figure_to_image(fig):
     """Render a matplotlib Figure to an RGB PIL image."""
+    from matplotlib.figure import Figure
     from PIL import Image
 
+    if not isinstance(fig, Figure):
+        raise TypeError(f"fig must be a matplotlib Figure, got {type(fig).__name__}")
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     buf.seek(0)
@@ -340,6 +378,8 @@ def figure_to_image(fig):
 
 def save_figure(fig, path: str | Path) -> Path:
     """Save a Figure (format from the suffix; PNG optimised)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a file path, got {type(path).__name__}")
     path = Path(path)
     img = figure_to_image(fig)
     img.save(path, optimize=True) if path.suffix.lower() == ".png" else img.save(path)

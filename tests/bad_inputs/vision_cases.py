@@ -179,12 +179,6 @@ XFAIL = {
         'backbones.text.sincos_1d: bad length -> raised RuntimeError (not a clear TypeError/ValueError): upper bound and lower bound inconsistent with step sign',
     'arrcoc.backbones.tokens_to_grid:grid':
         "backbones.tokens_to_grid: bad grid -> raised TypeError that does not name 'grid': object of type 'float' has no len()",
-    'arrcoc.cli.load_image:source':
-        'cli.load_image: bad source -> returns NaN/inf or raises an error that does not name it',
-    'arrcoc.cli.load_model:checkpoint':
-        "cli.load_model: bad checkpoint -> raised TypeError that does not name 'checkpoint': expected str, bytes or os.PathLike object, not int",
-    'arrcoc.cli.question_truncation:question':
-        "cli.question_truncation: bad question -> raised AttributeError (not a clear TypeError/ValueError): 'NoneType' object has no attribute 'encode'",
     'arrcoc.modeling.ARRCOCImageProcessor:size':
         'modeling.ARRCOCImageProcessor: bad size -> returns NaN/inf or raises an error that does not name it',
     'arrcoc.modeling.ARRCOCVisionModel.forward:pixel_values:dtype':
@@ -201,28 +195,8 @@ XFAIL = {
         "modeling.regions.sincos_2d: bad dim -> raised TypeError that does not name 'dim': slice indices must be integers or None or have an __index__ method",
     'arrcoc.modeling.regions.token_centres:side':
         'modeling.regions.token_centres: bad side -> raised RuntimeError (not a clear TypeError/ValueError): upper bound and lower bound inconsistent with step sign',
-    'arrcoc.visualize.compare_figure:view_b':
-        'visualize.compare_figure: bad view_b -> returns NaN/inf or raises an error that does not name it',
-    'arrcoc.visualize.draw_allocation:view':
-        'visualize.draw_allocation: bad view -> returns NaN/inf or raises an error that does not name it',
-    'arrcoc.visualize.draw_heatmap:values':
-        'visualize.draw_heatmap: bad values -> returns NaN/inf or raises an error that does not name it',
-    'arrcoc.visualize.figure_to_image:fig':
-        'visualize.figure_to_image: bad fig -> returns NaN/inf or raises an error that does not name it',
-    'arrcoc.visualize.level_colours:levels':
-        'visualize.level_colours: bad levels -> returns NaN/inf or raises an error that does not name it',
-    'arrcoc.visualize.overlay_figure:view':
-        'visualize.overlay_figure: bad view -> returns NaN/inf or raises an error that does not name it',
-    'arrcoc.visualize.panel_images:view':
-        'visualize.panel_images: bad view -> returns NaN/inf or raises an error that does not name it',
-    'arrcoc.visualize.save_figure:fig':
-        'visualize.save_figure: bad fig -> returns NaN/inf or raises an error that does not name it',
     'arrcoc.modeling.zero_shot.build_concept_scorer:backbone_spec':
         'modeling.zero_shot.build_concept_scorer: bad backbone_spec -> returns NaN/inf or raises an error that does not name it',
     'arrcoc.modeling.zero_shot.label_embeddings:encoder':
         'modeling.zero_shot.label_embeddings: bad encoder -> returns NaN/inf or raises an error that does not name it',
-    'arrcoc.visualize.level_handles:levels':
-        'visualize.level_handles: bad levels -> returns NaN/inf or raises an error that does not name it',
-    'arrcoc.cli.model_notes:notes':
-        "cli.model_notes: bad notes -> raised TypeError that does not name 'notes': 'NoneType' object is not iterable",
 }

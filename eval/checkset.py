@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def evaluate(model, processor, checkset_config=None, eval_config=None, progress: bool = True):
     """Build the scenes, run every policy, summarise: a ``report.CheckSetResult``."""
-    from .report import CheckSetResult, one_region_chance, scene_summary, summarise
+    from .report import CheckSetResult, object_chance, one_region_chance, scene_summary, summarise
     from .runner import EvalConfig, policy_names, run_checkset
     from .scenes import CheckSetConfig, build_checkset
 
@@ -67,7 +67,8 @@ def evaluate(model, processor, checkset_config=None, eval_config=None, progress:
         pass
     return CheckSetResult(metrics, [scene_summary(s) for s in scenes], [r._asdict() for r in records],
                           {k: list(v) if isinstance(v, tuple) else v for k, v in vars(cs).items()}, ev.to_dict(),
-                          {sub: one_region_chance(scenes, sub) for sub in ("object", "spatial")},
+                          {**{sub: one_region_chance(scenes, sub) for sub in ("object", "spatial")},
+                           "object_blind": object_chance(scenes)},
                           time.perf_counter() - t0, env)
 
 

@@ -15,7 +15,7 @@ import torch
 from .metrics import (binomial_se, hit_at_top, hit_at_top_chance, question_moved, question_moved_chance,
                       target_mask, target_share, top_level_mask, uniform_share)
 
-__all__ = ["PolicyMetrics", "CheckSetResult", "summarise", "one_region_chance", "scene_summary", "SUBSETS"]
+__all__ = ["PolicyMetrics", "CheckSetResult", "summarise", "one_region_chance", "object_chance", "scene_summary", "SUBSETS"]
 
 SUBSETS = ("object", "spatial")
 
@@ -50,6 +50,14 @@ def one_region_chance(scenes, subset: str) -> float:
     return sum(len(q.targets) / s.num_regions for q, s in qs) / max(len(qs), 1)
 
 
+def object_chance(scenes) -> float:
+    """Mean 1 / (objects in the scene) over object questions: the hit rate of a question-blind
+    policy that finds the scene's objects and gives the top level to one of them at random (the
+    reference for "finds objects but ignores the question")."""
+    qs = [len(s.objects) for s in scenes for q in s.questions if q.kind == "object"]
+    return sum(1 / n for n in qs) / max(len(qs), 1)
+
+
 def _pct(v) -> str:
     return "    -" if v is None else f"{100 * v:5.1f}"
 
@@ -61,7 +69,7 @@ class CheckSetResult:
     records: list                  # runner Records as dicts
     checkset_config: dict
     eval_config: dict
-    one_region: dict               # subset -> one_region_chance
+    one_region: dict               # subset -> one_region_chance, "object_blind" -> object_chance
     runtime_s: float = 0.0
     environment: dict = field(default_factory=dict)
 
@@ -72,8 +80,10 @@ class CheckSetResult:
             by_key.setdefault((m.budget, m.subset), []).append(m)
         for (budget, subset), rows in by_key.items():
             ref = self.one_region[subset]
+            extra = (f"; a random object of the scene {100 * self.one_region['object_blind']:.1f} %"
+                     if subset == "object" and "object_blind" in self.one_region else "")
             lines.append(f"budget {budget} tokens · {subset} questions (n={rows[0].n}; one random top region "
-                         f"hits {100 * ref:.1f} %)")
+                         f"hits {100 * ref:.1f} %{extra})")
             lines.append(f"  {'policy':<24}{'hit@top %':>10}{'±se':>6}{'chance %':>10}{'top-k':>7}"
                          f"{'share %':>9}{'unif %':>8}{'ratio':>7}{'tokens':>8}{'moved %':>9}{'chance %':>10}"
                          f"{'rel-moved %':>13}{'rel@top %':>11}")

@@ -1,7 +1,7 @@
 """eval.report.summarise on hand-made records: exact hit@top, share, sensitivity and chance per policy."""
 import pytest
 
-from eval.report import summarise
+from eval.report import object_chance, one_region_chance, summarise
 from eval.runner import EvalConfig, Record, derive_seed, policy_names
 from eval.scenes import Question, Scene
 
@@ -71,3 +71,14 @@ def test_policy_names_and_seeds():
 def test_eval_config_bad_input(kw, err, match):
     with pytest.raises(err, match=match):
         EvalConfig(**kw)
+
+
+def test_reference_chances(scenes):
+    # object questions: targets of size 1, 2, 1, 2 over 16 regions; the scenes have no objects listed
+    assert one_region_chance(scenes, "object") == pytest.approx(6 / 4 / 16)
+    assert one_region_chance(scenes, "spatial") == pytest.approx(1 / 16)
+    from eval.scenes import PlacedObject
+
+    o = PlacedObject("x", "x", (1, 1), (0,), (0, 0, 1, 1), (0,), (1.0,), None)
+    two = [Scene(0, None, 4, (o, o), (_q([0]), _q([5]))), Scene(1, None, 4, (o, o, o, o), (_q([1]),))]
+    assert object_chance(two) == pytest.approx((1 / 2 + 1 / 2 + 1 / 4) / 3)

@@ -19,7 +19,7 @@ import torch
 
 __all__ = [
     "EFFICIENTNET_PACKAGE", "MINILM_PACKAGE", "PretrainedPackageMissing",
-    "efficientnet_lite0_checkpoint", "load_efficientnet_lite0_weights", "minilm_path",
+    "efficientnet_lite0_checkpoint", "load_efficientnet_lite0_weights", "efficientnet_lite0_classifier", "minilm_path",
     "default_backbone_spec", "default_query_encoder_spec",
 ]
 
@@ -74,6 +74,13 @@ def load_efficientnet_lite0_weights(model: torch.nn.Module) -> torch.nn.Module:
     if missing or unexpected:
         raise ValueError(f"incomplete load: missing {missing}, unexpected {unexpected}")
     return model
+
+
+def efficientnet_lite0_classifier() -> tuple[torch.Tensor, torch.Tensor]:
+    """The packaged ImageNet classifier of EfficientNet-Lite0: weight (1000, 1280) and bias (1000,),
+    applied to the global average pool of the final feature map (what ``forward_features`` returns)."""
+    sd = torch.load(efficientnet_lite0_checkpoint(), map_location="cpu", weights_only=True)
+    return sd["_fc.weight"].float(), sd["_fc.bias"].float()
 
 
 def minilm_path() -> Path:

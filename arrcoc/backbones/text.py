@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Sequence
 
 import torch
@@ -59,6 +60,11 @@ class ByteQueryEncoder(nn.Module):
             ids[b, : len(r)] = torch.tensor(r, dtype=torch.long)
         return ids.to(device), (ids != self.PAD).to(device)
 
+    def decode(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> list[str]:
+        """Token ids -> the query strings (the inverse of ``tokenize``)."""
+        keep = input_ids != self.PAD if attention_mask is None else attention_mask.bool() & (input_ids != self.PAD)
+        return [bytes(row[k].tolist()).decode("utf-8", errors="replace") for row, k in zip(input_ids.cpu(), keep.cpu())]
+
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
         emb = self.embed(input_ids)  # (B, T, dim)
         pos = sincos_1d(input_ids.shape[1], self.dim, device=emb.device, dtype=emb.dtype)  # (T, dim)
@@ -95,13 +101,42 @@ class HFTextQueryEncoder(nn.Module):
         return self._tokenizer
 
     def tokenize(self, texts: Sequence[str] | str, device=None) -> tuple[Tensor, Tensor]:
+        """Strings -> (input_ids, attention_mask), at most ``max_length`` tokens each; a longer
+        question is truncated with a warning naming it (never silently)."""
         texts = _check_texts(texts)
         if any(not t.strip() for t in texts):
             raise ValueError("queries must not be empty strings")
+        lengths = [len(ids) for ids in self.tokenizer(texts, truncation=False)["input_ids"]]
+        for t, n in zip(texts, lengths):
+            if n > self.max_length:
+                warnings.warn(f"query of {n} tokens truncated to the text encoder's limit of {self.max_length}: "
+                              f"{t[:60]!r}{'...' if len(t) > 60 else ''}", UserWarning, stacklevel=3)
         enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
                              return_tensors="pt")
         return enc["input_ids"].to(device), enc["attention_mask"].bool().to(device)
 
+    def decode(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> list[str]:
+        """Token ids -> text (lower-cased for an uncased tokenizer), special tokens dropped."""
+        rows = input_ids.cpu().tolist() if attention_mask is None else [
+            [t for t, m in zip(r, mr) if m] for r, mr in zip(input_ids.cpu().tolist(), attention_mask.cpu().tolist())]
+        return self.tokenizer.batch_decode(rows, skip_special_tokens=True)
+
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
         mask = None if attention_mask is None else attention_mask.long()
         return self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state  # (B, T, dim)
+
+    @torch.no_grad()
+    def sentence_embedding(self, texts: Sequence[str], batch_size: int = 256) -> Tensor:
+        """Unit-norm sentence embeddings (N, dim): the mean of the token states over the attention
+        mask, [CLS] and [SEP] included (all-MiniLM-L6-v2 was trained with exactly this pooling)."""
+        texts = _check_texts(texts)
+        out = []
+        for i in range(0, len(texts), batch_size):
+            enc = self.tokenizer(texts[i:i + batch_size], padding=True, truncation=True,
+                                 max_length=self.max_length, return_tensors="pt")
+            dev = next(self.model.parameters()).device
+            ids, mask = enc["input_ids"].to(dev), enc["attention_mask"].to(dev)
+            h = self.model(input_ids=ids, attention_mask=mask).last_hidden_state  # (n, T, dim)
+            m = mask[..., None].to(h.dtype)  # (n, T, 1)
+            out.append(torch.nn.functional.normalize((h * m).sum(1) / m.sum(1).clamp_min(1), dim=-1))
+        return torch.cat(out)  # (N, dim)

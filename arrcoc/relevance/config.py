@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["RelevanceConfig", "CHANNELS", "validate_levels"]
+__all__ = ["RelevanceConfig", "CHANNELS", "STANDARDIZED", "validate_levels"]
 
 # Observation channels of the relevance posterior, in the order they are stacked (dim K).
 # Each scorer contributes one or two noisy observations of the relevance logit r_i; "refined" is the
@@ -17,9 +17,19 @@ CHANNELS = (
     "information_feature",  # entropy of softmax(region feature / T) over feature dims
     "salience_contrast",    # centre-surround cosine contrast of the region feature
     "salience_spectral",    # spectral-residual saliency pooled over the region (needs pixels)
-    "query",                # pooled cross-attention logit of the query over the region
+    "query",                # pooled cross-attention logit of the query over the region (learned head)
     "refined",              # later evidence (RelevanceAllocator.update with a plain tensor)
+    # zero-shot question channels (observed only when the question has the cue; fixed scale, not
+    # z-scored, so a question that matches no region stays a small signal):
+    "concept",              # ConSE: class-name embedding of the region vs the question's content words
+    "text_concept",         # ConSE against a fixed "printed text" phrase (reading questions)
+    "text_pixels",          # thin-stroke density of the region's pixels (reading questions)
+    "colour",               # share of the region's pixels in a colour the question names
+    "spatial",              # closeness of the region to a position the question names
 )
+# Channels that are z-scored per image when standardize == "image" (the bottom-up scorers and the
+# learned head, whose units are arbitrary); the others carry their own fixed scale (``cue_scale``).
+STANDARDIZED = ("information_pixel", "information_feature", "salience_contrast", "salience_spectral", "query")
 
 
 def validate_levels(levels, name: str = "levels") -> tuple[int, ...]:
@@ -45,11 +55,26 @@ def validate_levels(levels, name: str = "levels") -> tuple[int, ...]:
 
 
 def _default_precision() -> dict[str, float]:
-    # Untrained belief in each channel (1 / noise variance on the standardised score scale): the
-    # query channel is the participatory, question-dependent evidence and dominates when present;
-    # the bottom-up channels only break ties. Empirical Bayes (calibration.py) replaces these.
-    return {"information_pixel": 0.25, "information_feature": 0.25, "salience_contrast": 0.5,
-            "salience_spectral": 0.5, "query": 2.0, "refined": 4.0}
+    # Untrained belief in each channel (1 / noise variance, in relevance-logit units). The bottom-up
+    # channels only break ties (z-scored, weak). The learned cross-attention head starts at 1e-3:
+    # untrained it is noise, so it must not move the posterior until training (or empirical Bayes)
+    # raises its precision. The zero-shot question channels carry the question: concept (ConSE) is
+    # the main one; the reading and colour cues are strong because when a question names them they
+    # pick few regions; the spatial prior is firm but leaves room for content to disagree.
+    # Empirical Bayes / supervised calibration (calibration.py) replaces all of these.
+    return {"information_pixel": 0.1, "information_feature": 0.1, "salience_contrast": 0.1,
+            "salience_spectral": 0.1, "query": 1e-3, "refined": 4.0, "concept": 1.0,
+            "text_concept": 0.5, "text_pixels": 2.0, "colour": 2.0, "spatial": 2.0}
+
+
+def _default_cue_scale() -> dict[str, float]:
+    # Score units per relevance-logit unit of the question channels (their scores are centred over
+    # the regions of an image, then divided by this). concept: ConSE cosines of MiniLM embeddings
+    # differ by ~0.1 between a matching and an unrelated region; text_concept likewise; text_pixels:
+    # text-bearing regions have 5-15 % more stroke pixels than plain ones; colour: a region
+    # holding the named object has ~15-40 % of its pixels in that colour; spatial: the bump is 1 at
+    # the named position, so 1/3 makes the named cell ~3 logits above far cells.
+    return {"concept": 0.12, "text_concept": 0.12, "text_pixels": 0.05, "colour": 0.1, "spatial": 0.33}
 
 
 @dataclass
@@ -76,9 +101,24 @@ class RelevanceConfig:
     # One draw is pure Thompson sampling (exploration in proportion to uncertainty); more draws
     # average success probabilities (the utility is linear in p, so this averages the utility).
     num_thompson: int = 1
-    # Price of one token in utility units: a region believed relevant (p ~ 1) is worth the Large
-    # level, one at p ~ 0.5 is worth Base, one at p ~ 0.1 is worth nothing (see allocation.py).
-    cost: float = 1e-3
+    # How a region's relevance logit becomes the weight p_i of its utility. "softmax" (default):
+    # p = softmax(r) over the image's regions, the probability that region i holds what the question
+    # asks about (one answer, regions compete: tokens concentrate where the posterior points, and a
+    # flat posterior spreads them). "sigmoid": each region on its own, p_i = sigmoid(r_i).
+    probability: str = "softmax"
+    # Price of one token in utility units (see knapsack.py): with softmax weights and the
+    # "resolution" gain, a region holding under ~1 % of the answer probability is worth no tokens
+    # even when the budget is not used up; a flat posterior (p = 1/16 each) still buys every region.
+    cost: float = 2e-5
+    # Value of looking at a region with l tokens. "resolution" (default): the chance that l tokens
+    # resolve the detail a question needs, 1 / (1 + (gain_half_tokens / l)^gain_steepness), an S-curve
+    # in log-tokens (DeepSeek-OCR's precision falls steeply below ~100 tokens per page-sized crop and
+    # saturates above ~256): a 64-token look rarely answers, so tokens concentrate on the likely
+    # regions. "information": the Gaussian information gain 0.5 log(1 + l (c + v) / gain_ref_tokens)
+    # (concave: the first tokens of every region are worth most, which spreads the budget).
+    gain: str = "resolution"
+    gain_half_tokens: float = 160.0
+    gain_steepness: float = 2.0
     # Exact multiple-choice knapsack by default; "greedy" is the fast approximate alternative.
     solver: str = "dp"
     # Tokens at which the information-gain curve reaches 0.5*log(2): the smallest nonzero level.
@@ -111,14 +151,19 @@ class RelevanceConfig:
     # become comparable without training); "none": raw scores (a_k, b_k must then be calibrated).
     standardize: str = "image"
     # Hierarchical prior on the standardised scale: mu_img ~ N(mu_global, tau^2), r_i ~ N(mu_img,
-    # sigma^2). Unit scales match z-scored evidence; mu_global = 0 means p = 0.5 a priori.
-    mu_global: float = 0.0
+    # sigma^2). Unit scales match z-scored evidence; mu_global = -1 (p = 0.27 a priori): most regions
+    # of an image do not hold the answer to a given question, so tokens go where evidence points.
+    mu_global: float = -1.0
     tau: float = 1.0
-    sigma: float = 1.0
+    sigma: float = 2.0
     # Initial calibration s_k = a_k r + b_k + noise / sqrt(lambda_k) per channel.
     init_slope: float = 1.0
     init_offset: float = 0.0
     init_precision: dict[str, float] = field(default_factory=_default_precision)
+    # Fixed scales of the question channels (see _default_cue_scale).
+    cue_scale: dict[str, float] = field(default_factory=_default_cue_scale)
+    # Classes whose name embeddings make up a region's ConSE embedding (Norouzi et al. use ~10).
+    concept_top_k: int = 10
 
     def __post_init__(self):
         self.levels = validate_levels(self.levels, "levels")
@@ -151,6 +196,24 @@ class RelevanceConfig:
                 raise ValueError(f"{name} must be a positive finite number, got {v}")
         if self.content_variance < 0:
             raise ValueError(f"content_variance must be non-negative, got {self.content_variance}")
+        if self.probability not in ("softmax", "sigmoid"):
+            raise ValueError(f"probability must be 'softmax' or 'sigmoid', got {self.probability!r}")
+        if self.gain not in ("resolution", "information"):
+            raise ValueError(f"gain must be 'resolution' or 'information', got {self.gain!r}")
+        for name in ("gain_half_tokens", "gain_steepness"):
+            v = float(getattr(self, name))
+            if not (math.isfinite(v) and v > 0):
+                raise ValueError(f"{name} must be a positive finite number, got {v}")
+        if isinstance(self.concept_top_k, bool) or not isinstance(self.concept_top_k, int) or self.concept_top_k < 1:
+            raise ValueError(f"concept_top_k must be a positive int, got {self.concept_top_k!r}")
+        scales = dict(_default_cue_scale())
+        unknown = set(self.cue_scale) - set(scales)
+        if unknown:
+            raise ValueError(f"cue_scale has unknown channels {sorted(unknown)}; known: {sorted(scales)}")
+        scales.update({k: float(v) for k, v in self.cue_scale.items()})
+        if any(not (math.isfinite(v) and v > 0) for v in scales.values()):
+            raise ValueError(f"cue_scale values must be positive and finite, got {scales}")
+        self.cue_scale = scales
         if self.solver not in ("dp", "greedy"):
             raise ValueError(f"solver must be 'dp' or 'greedy', got {self.solver!r}")
         if self.standardize not in ("image", "none"):

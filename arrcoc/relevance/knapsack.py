@@ -11,6 +11,13 @@ variance, v = posterior variance of the region's relevance) and l token measurem
 variance l_ref. It is 0 at l = 0, increasing and concave in l (diminishing returns from more
 tokens), and grows with v (uncertain regions are worth a closer look). p_i = sigmoid(relevance).
 
+The allocator's default gain is instead ``resolution_gain``: q(l) = 1 / (1 + (l_half / l)^k), the
+chance that l tokens resolve the detail a question needs. It is S-shaped in log-tokens (64 tokens of
+a region rarely answer, 256 usually do, 400 adds little), so the per-token value peaks between 100
+and 256 tokens and the optimum concentrates tokens on the regions most likely to hold the answer;
+with p_i small everywhere else, cost * l exceeds p_i q(l) there and those regions get 0. Uncertainty
+enters through Thompson sampling (draws of p_i) rather than through the gain.
+
 Solvers (all return the same ``Allocation``):
   solve_dp          exact, dynamic programming over the budget in units of gcd(levels), batched over
                     B and vectorised over the budget axis (Python loop over regions only)
@@ -36,7 +43,7 @@ from ._validate import as_budget, check_table
 from .config import validate_levels
 
 __all__ = [
-    "Allocation", "information_gain", "utility_table", "utility_unchecked", "exclude_regions", "as_budget",
+    "Allocation", "information_gain", "resolution_gain", "utility_table", "utility_unchecked", "exclude_regions", "as_budget",
     "solve", "solve_unchecked", "solve_dp", "solve_greedy", "solve_brute_force", "dp_levels", "greedy_levels",
     "allocate_uniform", "allocate_random", "allocate_top_k",
 ]
@@ -84,9 +91,27 @@ def information_gain(levels: Sequence[int], var: Tensor, *, gain_ref_tokens: flo
     return utility_unchecked(torch.ones_like(var), var, lv, 0.0, gain_ref_tokens, content_variance)  # (B, R, L)
 
 
+def resolution_gain(levels: Sequence[int], *, half_tokens: float = 160.0, steepness: float = 2.0,
+                    like: Tensor | None = None) -> Tensor:
+    """q(l) = 1 / (1 + (half_tokens / l)^steepness), q(0) = 0: the chance that l tokens resolve the
+    detail a question needs (an S-curve in log-tokens). (L,)"""
+    lv = torch.tensor(validate_levels(levels), dtype=like.dtype if like is not None else torch.float64,
+                      device=like.device if like is not None else None)
+    return _resolution(lv, half_tokens, steepness)
+
+
+def _resolution(lv: Tensor, half_tokens: float, steepness: float) -> Tensor:
+    return torch.where(lv > 0, 1.0 / (1.0 + (half_tokens / lv.clamp_min(1e-12)) ** steepness), torch.zeros_like(lv))
+
+
 def utility_table(prob: Tensor, var: Tensor, levels: Sequence[int], *, cost: float,
-                  gain_ref_tokens: float = 64.0, content_variance: float = 1.0) -> Tensor:
-    """T[b,i,j] = prob[b,i] * gain(levels[j], var[b,i]) - cost * levels[j]  -> (B, R, L)."""
+                  gain_ref_tokens: float = 64.0, content_variance: float = 1.0, gain: str = "information",
+                  gain_half_tokens: float = 160.0, gain_steepness: float = 2.0) -> Tensor:
+    """T[b,i,j] = prob[b,i] * gain(levels[j], var[b,i]) - cost * levels[j]  -> (B, R, L).
+
+    gain "information": 0.5 log(1 + l (content_variance + v) / gain_ref_tokens) (module docstring);
+    "resolution": ``resolution_gain`` (the allocator's default, RelevanceConfig.gain).
+    """
     if not isinstance(prob, Tensor) or not isinstance(var, Tensor):
         raise TypeError("prob and var must be tensors of shape (B, R)")
     if prob.shape != var.shape:
@@ -95,15 +120,22 @@ def utility_table(prob: Tensor, var: Tensor, levels: Sequence[int], *, cost: flo
         raise ValueError("prob must be finite and in [0, 1]")
     if not torch.isfinite(var).all() or (var < 0).any():
         raise ValueError("var must be finite and non-negative")
+    if gain not in ("information", "resolution"):
+        raise ValueError(f"gain must be 'information' or 'resolution', got {gain!r}")
     lv = torch.tensor(validate_levels(levels), dtype=var.dtype, device=var.device)  # (L,)
-    return utility_unchecked(prob, var, lv, cost, gain_ref_tokens, content_variance)
+    return utility_unchecked(prob, var, lv, cost, gain_ref_tokens, content_variance, gain, gain_half_tokens,
+                             gain_steepness)
 
 
 def utility_unchecked(prob: Tensor, var: Tensor, lv: Tensor, cost: float, gain_ref_tokens: float,
-                      content_variance: float) -> Tensor:
+                      content_variance: float, gain: str = "information", gain_half_tokens: float = 160.0,
+                      gain_steepness: float = 2.0) -> Tensor:
     """Core of :func:`utility_table` for checked inputs; lv: (L,) levels of var's dtype."""
-    gain = 0.5 * torch.log1p(lv * (content_variance + var[..., None]) / gain_ref_tokens)  # (B, R, L)
-    return prob[..., None] * gain - cost * lv  # (B, R, L)
+    if gain == "resolution":
+        g = _resolution(lv, gain_half_tokens, gain_steepness).expand(*var.shape, -1)  # (B, R, L)
+    else:
+        g = 0.5 * torch.log1p(lv * (content_variance + var[..., None]) / gain_ref_tokens)  # (B, R, L)
+    return prob[..., None] * g - cost * lv  # (B, R, L)
 
 
 def exclude_regions(table: Tensor, exclude: Tensor | None) -> Tensor:

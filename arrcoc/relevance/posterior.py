@@ -75,7 +75,7 @@ class RelevancePosterior(NamedTuple):
     evidence_precision: Tensor  # (B, R) P_i = sum_k mask_ki a_k^2 lambda_k
     evidence_info: Tensor       # (B, R) h_i = sum_k mask_ki a_k lambda_k (s_ki - b_k)
     epistemic_factor: Tensor    # (B, R, E) score-space covariance factor of the uncertain channel
-    epistemic_weight: Tensor    # (B, R) g_i = mask_i a_q lambda_q of that channel (0 where unobserved)
+    epistemic_weight: Tensor    # (B, R, E) g_ie = mask a_k lambda_k of factor column e's channel k (0 where unobserved)
     # Optional per-channel standardisation applied to the raw scores, (B, K) each: lets later
     # evidence from the same scorers be put on the same scale (None = raw scores were used).
     channel_loc: Tensor | None = None
@@ -121,8 +121,8 @@ class RelevancePosterior(NamedTuple):
     def epistemic_cov_factor(self) -> Tensor:
         """J F: (B, R, E), the scorer-parameter uncertainty mapped to the relevance logits."""
         F, g, c = self.epistemic_factor, self.epistemic_weight, self.coupling
-        direct = (g / self.region_precision)[..., None] * F  # (B, R, E)
-        through_mu = torch.einsum("br,bre->be", c * g, F)  # (B, E)
+        direct = (g / self.region_precision[..., None]) * F  # (B, R, E)
+        through_mu = torch.einsum("bre,bre->be", c[..., None] * g, F)  # (B, E)
         return direct + (self.mu_img_var[:, None] * c)[..., None] * through_mu[:, None, :]  # (B, R, E)
 
     @property
@@ -175,7 +175,7 @@ class RelevancePosterior(NamedTuple):
     def _mu_epistemic(self) -> Tensor:
         # d m_mu / d s_j = V c_j g_j  -> factor (B, E)
         F = self.epistemic_factor
-        return self.mu_img_var[:, None] * torch.einsum("br,bre->be", self.coupling * self.epistemic_weight, F)
+        return self.mu_img_var[:, None] * torch.einsum("bre,bre->be", self.coupling[..., None] * self.epistemic_weight, F)
 
     def joint_with_mu(self) -> MultivariateNormal:
         """Dense joint over (mu_img, r_1..r_R) (index 0 is mu_img): batch (B,), event (R+1,)."""
@@ -210,11 +210,11 @@ def build_posterior(obs: Tensor, mask: Tensor, slope: Tensor, offset: Tensor, pr
     B, K, R = obs.shape
     P, h = evidence(obs, mask, slope, offset, precision)
     if epistemic_factor is None:
-        F, g = obs.new_zeros(B, R, 0), obs.new_zeros(B, R)
+        F, g = obs.new_zeros(B, R, 0), obs.new_zeros(B, R, 0)
     else:
-        k = epistemic_channel
         F = epistemic_factor.to(obs.dtype)  # (B, R, E)
-        g = mask[:, k, :].to(obs.dtype) * slope[k] * precision[k]  # (B, R)
+        ch = torch.as_tensor(epistemic_channel, device=obs.device).long().reshape(-1).expand(F.shape[-1])  # (E,)
+        g = mask[:, ch, :].transpose(1, 2).to(obs.dtype) * (slope * precision)[ch]  # (B, R, E)
     return RelevancePosterior(mu_global, tau ** 2, sigma ** 2, P, h, F, g)
 
 

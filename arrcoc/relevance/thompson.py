@@ -37,19 +37,24 @@ def sample_relevance(posterior: RelevancePosterior, num_samples: int, generator:
 
 
 def thompson(posterior: RelevancePosterior, num_samples: int = 1, generator: torch.Generator | None = None,
-             deterministic: bool = False) -> ThompsonDraws:
+             deterministic: bool = False, link: str = "sigmoid") -> ThompsonDraws:
     """Draw relevance logits and the success probabilities the allocator uses.
 
     deterministic=True uses the posterior mean (one 'draw', no randomness). Otherwise p_i is the
-    average of sigmoid over S draws: S = 1 is Thompson sampling proper; as S grows p_i tends to
-    E[sigmoid(r_i)], the Bayes decision (the utility is linear in p, so averaging p over draws
-    averages the utility over draws).
+    average over S draws of link(r~): S = 1 is Thompson sampling proper; as S grows p_i tends to
+    E[link(r)_i], the Bayes decision (the utility is linear in p, so averaging p over draws
+    averages the utility over draws). link "sigmoid": p_i = sigmoid(r_i), each region on its own;
+    "softmax": p_i = softmax(r)_i over the regions of the image, the probability that region i is
+    the one holding the answer (the question is about one thing, so the regions compete).
     """
+    if link not in ("sigmoid", "softmax"):
+        raise ValueError(f"link must be 'sigmoid' or 'softmax', got {link!r}")
     if deterministic:
         draws = posterior.mean[:, None, :]  # (B, 1, R)
     else:
         draws = sample_relevance(posterior, num_samples, generator)  # (B, S, R)
-    return ThompsonDraws(draws, torch.sigmoid(draws).mean(1))
+    p = torch.sigmoid(draws) if link == "sigmoid" else torch.softmax(draws, dim=-1)  # (B, S, R)
+    return ThompsonDraws(draws, p.mean(1))
 
 
 def rank_first_frequency(draws: Tensor) -> Tensor:

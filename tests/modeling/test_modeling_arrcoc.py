@@ -137,7 +137,8 @@ def test_query_inputs_are_equivalent(model, pixels):
     with torch.no_grad():
         a = model(pixels, queries=QUERIES, deterministic=True)
         b = model(pixels, query_input_ids=ids, query_attention_mask=mask, deterministic=True)
-        c = model(pixels, query_embeds=model.query_encoder(ids, mask), query_mask=mask, deterministic=True)
+        c = model(pixels, query_embeds=model.query_encoder(ids, mask), query_mask=mask, deterministic=True,
+                  question=model.question_batch(QUERIES, pixels.device, pixels.dtype))  # embeds carry no words
         d = model(pixels, deterministic=True)  # no query: bottom-up scorers only
     assert torch.equal(a.allocation, b.allocation) and torch.equal(a.allocation, c.allocation)
     torch.testing.assert_close(a.relevance_mean, c.relevance_mean)
@@ -173,9 +174,11 @@ def test_multi_round_posterior_equals_conditioning_on_all_refined_evidence(model
         pb = model._to_backbone(pixels)
         _, feats = model.glimpse(pb)
         rgb = model._unnormalise(pixels).clamp(0, 1)
-        rp = crop_resize(rgb, torch.arange(2).repeat_interleave(16), out.region_boxes.reshape(-1, 4), 32)
-        post = model.allocator(feats, region_pixels=rp.reshape(2, 16, 3, 32, 32), query_embeds=q,
-                               query_mask=mask, budget=model.config.global_tokens, deterministic=True).posterior
+        sp = model.config.scorer_pixels
+        rp = crop_resize(rgb, torch.arange(2).repeat_interleave(16), out.region_boxes.reshape(-1, 4), sp)
+        post = model.allocator(feats, region_pixels=rp.reshape(2, 16, 3, sp, sp), query_embeds=q,
+                               query_mask=mask, budget=model.config.global_tokens, deterministic=True,
+                               question=model.question_batch(QUERIES, pixels.device, pixels.dtype)).posterior
         k = CHANNELS.index("query")
         cal = model.allocator.calibration(post.evidence_precision)
         for b in range(2):

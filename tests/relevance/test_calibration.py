@@ -4,6 +4,8 @@ import math
 import pytest
 import torch
 
+from arrcoc.relevance.config import CHANNELS
+
 from arrcoc.relevance import RelevanceAllocator, RelevanceConfig
 from arrcoc.relevance.calibration import (fit_empirical_bayes, fit_supervised, hierarchical_log_likelihood)
 from arrcoc.relevance.posterior import log_evidence
@@ -70,11 +72,12 @@ def test_empirical_bayes_maximises_the_evidence():
 
 def test_apply_to_allocator_and_bad_input():
     obs, mask, r = _simulate(50, 4, seed=3)
-    full = torch.zeros(50, 6, 4, dtype=DT)
-    fmask = torch.zeros(50, 6, 4, dtype=torch.bool)
+    K = len(CHANNELS)
+    full = torch.zeros(50, K, 4, dtype=DT)
+    fmask = torch.zeros(50, K, 4, dtype=torch.bool)
     full[:, :3], fmask[:, :3] = obs, mask
     fit = fit_supervised(full, fmask, r)
-    assert len(fit.notes) == 3  # three channels without data kept their defaults
+    assert len(fit.notes) == K - 3  # the channels without data kept their defaults
     m = RelevanceAllocator(RelevanceConfig(num_heads=2, head_dim=4), feature_dim=8)
     fit.apply(m)
     cal = m.calibration(full)

@@ -11,7 +11,7 @@ import numbers
 
 import torch
 
-__all__ = ["check_generator", "check_int", "check_real", "check_probability", "check_finite_tensor"]
+__all__ = ["check_generator", "check_int", "check_real", "check_probability", "check_finite_tensor", "check_real_tensor"]
 
 
 def check_generator(generator, name: str = "generator") -> torch.Generator:
@@ -74,3 +74,37 @@ def check_finite_tensor(t, name: str, *, floating: bool = True) -> torch.Tensor:
         idx = tuple(bad.nonzero()[0].tolist())
         raise ValueError(f"{name} must be finite; entry {idx} is {t[idx].item()}")
     return t
+
+
+def check_real_tensor(value, name: str, *, low: float | None = None, low_open: bool = False,
+                      allow_inf: bool = False, dtype: torch.dtype | None = None, device=None) -> torch.Tensor:
+    """A real number or a real tensor (bool, complex and other types refused) as a tensor of ``dtype``
+    on ``device``: no NaN, finite unless ``allow_inf``, every entry >= ``low`` (> with ``low_open``).
+    One host sync for the value checks (a NaN or inf anywhere makes the sum non-finite)."""
+    if isinstance(value, torch.Tensor):
+        if value.dtype == torch.bool or value.is_complex():
+            raise TypeError(f"{name} must be a real number or a real tensor, got dtype {value.dtype}")
+        t = value.to(dtype=dtype or (value.dtype if value.is_floating_point() else torch.float64), device=device)
+    elif isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number or a real tensor, got {type(value).__name__} {value!r}")
+    else:
+        t = torch.tensor(float(value), dtype=dtype or torch.float64, device=device)
+    if t.numel() == 0:
+        return t
+    bad_low = None if low is None else ((t <= low) if low_open else (t < low))
+    if allow_inf:
+        ok = not bool(torch.isnan(t).any() | (bad_low.any() if bad_low is not None else False))
+    else:
+        ok = bool(torch.isfinite(t.sum())) and (bad_low is None or not bool(bad_low.any()))
+    if not ok:
+        if torch.isnan(t).any() or (not allow_inf and torch.isinf(t).any()):
+            raise ValueError(f"{name} must be {'free of NaN' if allow_inf else 'finite'}, got {_show(t)}")
+        if bad_low is not None and bool(bad_low.any()):
+            raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {_show(t)}")
+        if not bool(torch.isfinite(t).all()):  # pragma: no cover - a finite tensor whose sum overflows is fine
+            raise ValueError(f"{name} must be finite, got {_show(t)}")
+    return t
+
+
+def _show(t: torch.Tensor) -> str:
+    return repr(t.item()) if t.numel() == 1 else f"a tensor of shape {tuple(t.shape)} with {t.flatten()[:4].tolist()}..."

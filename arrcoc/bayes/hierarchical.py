@@ -23,6 +23,8 @@ from typing import Callable, NamedTuple
 
 import torch
 
+from ._validate import check_generator, check_int, check_real, check_real_tensor
+
 __all__ = [
     "PooledNormal", "pool_normal", "conditional_theta", "conditional_mu", "GivenTau", "posterior_given_tau", "shrinkage", "log_marginal_tau",
     "HierarchicalNormalPosterior", "hierarchical_normal", "EmpiricalBayes", "empirical_bayes",
@@ -49,16 +51,38 @@ def _check(y, sigma):
     return y, sigma
 
 
+def _check_tau(tau, like: torch.Tensor, positive: bool = False) -> torch.Tensor:
+    return check_real_tensor(tau, "tau", low=0.0, low_open=positive, dtype=like.dtype, device=like.device)
+
+
+def _check_mu_prior(mu_loc, mu_scale) -> tuple[float, float]:
+    """mu ~ N(mu_loc, mu_scale^2): mu_loc finite, mu_scale > 0 (inf = flat prior)."""
+    return (check_real(mu_loc, "mu_loc"),
+            check_real(mu_scale, "mu_scale", low=0.0, low_open=True, allow_inf=True))
+
+
 def shrinkage(sigma: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
     """Shrinkage factors B_j = sigma_j^2 / (sigma_j^2 + tau^2): the weight of the pooled mean in
-    E[theta_j | mu, tau, y] = B_j mu + (1 - B_j) y_j. sigma (..., J), tau (...)."""
-    tau = torch.as_tensor(tau, dtype=sigma.dtype, device=sigma.device)
+    E[theta_j | mu, tau, y] = B_j mu + (1 - B_j) y_j. sigma (..., J) positive, tau (...) >= 0."""
+    sigma = check_real_tensor(sigma, "sigma", low=0.0, low_open=True)
+    if sigma.dim() < 1:
+        raise ValueError(f"sigma must have shape (..., J), got {tuple(sigma.shape)}")
+    return _shrinkage(sigma, _check_tau(tau, sigma))
+
+
+def _shrinkage(sigma: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
     return sigma ** 2 / (sigma ** 2 + tau[..., None] ** 2)
 
 
 def conditional_theta(y, sigma, mu, tau) -> tuple[torch.Tensor, torch.Tensor]:
-    """theta_j | mu, tau, y ~ N(mean_j, var_j). y, sigma (..., J); mu, tau (...). Returns (..., J) each."""
+    """theta_j | mu, tau, y ~ N(mean_j, var_j). y, sigma (..., J); mu, tau (...) with tau > 0 (at
+    tau = 0 theta_j = mu exactly). Returns (..., J) each."""
     y, sigma = _check(y, sigma)
+    mu = check_real_tensor(mu, "mu", dtype=y.dtype, device=y.device)
+    return _conditional_theta(y, sigma, mu, _check_tau(tau, y, positive=True))
+
+
+def _conditional_theta(y, sigma, mu, tau):  # checked inputs
     mu = torch.as_tensor(mu, dtype=y.dtype, device=y.device)[..., None]
     tau = torch.as_tensor(tau, dtype=y.dtype, device=y.device)[..., None]
     prec = 1 / sigma ** 2 + 1 / tau ** 2
@@ -67,8 +91,13 @@ def conditional_theta(y, sigma, mu, tau) -> tuple[torch.Tensor, torch.Tensor]:
 
 def conditional_mu(y, sigma, tau, mu_loc=0.0, mu_scale=math.inf) -> tuple[torch.Tensor, torch.Tensor]:
     """mu | tau, y ~ N(mean, var) with theta integrated out: y_j | mu, tau ~ N(mu, sigma_j^2 + tau^2).
-    y, sigma (..., J); tau (...) (broadcast against the batch). Returns (mean, var), each (...)."""
+    y, sigma (..., J); tau (...) >= 0 (broadcast against the batch). Returns (mean, var), each (...)."""
     y, sigma = _check(y, sigma)
+    mu_loc, mu_scale = _check_mu_prior(mu_loc, mu_scale)
+    return _conditional_mu(y, sigma, _check_tau(tau, y), mu_loc, mu_scale)
+
+
+def _conditional_mu(y, sigma, tau, mu_loc, mu_scale):  # checked inputs
     tau = torch.as_tensor(tau, dtype=y.dtype, device=y.device)
     w = 1 / (sigma ** 2 + tau[..., None] ** 2)  # (..., J)
     prior_prec = 0.0 if math.isinf(mu_scale) else 1 / mu_scale ** 2
@@ -102,7 +131,21 @@ def pool_normal(precision: torch.Tensor, info: torch.Tensor, group_var, mu_loc, 
     y_j ~ N(theta_j, sigma_j^2) is P_j = 1/sigma_j^2, h_j = y_j / sigma_j^2 (``posterior_given_tau``);
     the relevance posterior (``arrcoc.relevance.posterior``) is P_j, h_j summed over its scorers.
     Shapes: precision, info (..., J); group_var, mu_loc, mu_var broadcast against (...).
+
+    Checks are cheap and sync-free (the kernel stays fast and traceable): precision / info must be
+    floating tensors; group_var, mu_loc, mu_var given as Python numbers are checked (group_var >= 0
+    finite, mu_loc finite, mu_var > 0 or inf); tensor values are the caller's responsibility.
     """
+    if not isinstance(precision, torch.Tensor) or not precision.is_floating_point():
+        raise TypeError(f"precision must be a floating-point tensor (..., J), got {type(precision).__name__}")
+    if not isinstance(info, torch.Tensor) or not info.is_floating_point():
+        raise TypeError(f"info must be a floating-point tensor (..., J), got {type(info).__name__}")
+    if not isinstance(group_var, torch.Tensor):
+        check_real(group_var, "group_var", low=0.0)
+    if not isinstance(mu_loc, torch.Tensor):
+        check_real(mu_loc, "mu_loc")
+    if not isinstance(mu_var, torch.Tensor):
+        check_real(mu_var, "mu_var", low=0.0, low_open=True, allow_inf=True)
     kw = dict(dtype=precision.dtype, device=precision.device)
     group_var = torch.as_tensor(group_var, **kw)[..., None]  # (..., 1)
     mu_loc = torch.as_tensor(mu_loc, **kw)
@@ -127,9 +170,13 @@ class GivenTau(NamedTuple):
 
 def posterior_given_tau(y, sigma, tau, mu_loc=0.0, mu_scale=math.inf) -> GivenTau:
     """Exact posterior of theta (mu integrated out) and mu given tau: E[theta_j] = B_j mu_hat + (1 - B_j) y_j,
-    Var[theta_j] = (1 - B_j) sigma_j^2 + B_j^2 V_mu (BDA3 5.17 with the mu uncertainty)."""
+    Var[theta_j] = (1 - B_j) sigma_j^2 + B_j^2 V_mu (BDA3 5.17 with the mu uncertainty). tau >= 0."""
     y, sigma = _check(y, sigma)
-    tau = torch.as_tensor(tau, dtype=y.dtype, device=y.device)
+    mu_loc, mu_scale = _check_mu_prior(mu_loc, mu_scale)
+    return _posterior_given_tau(y, sigma, _check_tau(tau, y), mu_loc, mu_scale)
+
+
+def _posterior_given_tau(y, sigma, tau, mu_loc, mu_scale) -> GivenTau:  # checked inputs
     prec = sigma ** -2  # (..., J)
     p = pool_normal(prec, y * prec, tau ** 2, mu_loc, mu_scale ** 2)
     batch = torch.broadcast_shapes(y.shape[:-1], tau.shape)
@@ -156,11 +203,17 @@ def log_marginal_tau(tau: torch.Tensor, y, sigma, *, mu_loc=0.0, mu_scale=math.i
     log p(y | tau) = sum_j log N(y_j; mu_hat, v_j) + log N(mu_hat; mu_loc, mu_scale^2) + 1/2 log(2 pi V_mu),
     v_j = sigma_j^2 + tau^2 (the second term is dropped for a flat prior on mu: BDA3 eq. 5.21)."""
     y, sigma = _check(y, sigma)
-    tau = torch.as_tensor(tau, dtype=y.dtype, device=y.device)
-    if tau.ndim != 1 or not (tau >= 0).all():
-        raise ValueError("tau must be a 1-d grid of non-negative values")
+    mu_loc, mu_scale = _check_mu_prior(mu_loc, mu_scale)
+    tau_scale = check_real(tau_scale, "tau_scale", low=0.0, low_open=True)
+    tau = _check_tau(tau, y)
+    if tau.ndim != 1:
+        raise ValueError(f"tau must be a 1-d grid of non-negative values, got shape {tuple(tau.shape)}")
+    return _log_marginal_tau(tau, y, sigma, mu_loc, mu_scale, tau_prior, tau_scale)
+
+
+def _log_marginal_tau(tau, y, sigma, mu_loc, mu_scale, tau_prior, tau_scale):  # checked inputs
     yy, ss = y[..., None, :], sigma[..., None, :]  # (*B, 1, J)
-    m, v = conditional_mu(yy, ss, tau, mu_loc, mu_scale)  # (*B, G)
+    m, v = _conditional_mu(yy, ss, tau, mu_loc, mu_scale)  # (*B, G)
     var = ss ** 2 + tau[:, None] ** 2  # (*B, G, J)
     ll = (-0.5 * (_LOG2PI + var.log() + (yy - m[..., None]) ** 2 / var)).sum(-1) + 0.5 * (_LOG2PI + v.log())
     if not math.isinf(mu_scale):
@@ -180,7 +233,7 @@ class HierarchicalNormalPosterior:
     mu_scale: float
 
     def _given(self) -> GivenTau:
-        return posterior_given_tau(self.y[..., None, :], self.sigma[..., None, :], self.tau_grid, self.mu_loc, self.mu_scale)
+        return _posterior_given_tau(self.y[..., None, :], self.sigma[..., None, :], self.tau_grid, self.mu_loc, self.mu_scale)
 
     def _avg(self, x: torch.Tensor) -> torch.Tensor:  # x (*B, G, ...) -> (*B, ...)
         w = self.log_weights.exp()
@@ -212,18 +265,20 @@ class HierarchicalNormalPosterior:
         """Posterior expected shrinkage E[B_j | y] (*B, J): 1 = complete pooling, 0 = no pooling."""
         return self._avg(self._given().shrinkage)
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    def sample(self, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """Exact draws: tau from the grid posterior (uniform within its cell), mu | tau, y, then
-        theta | mu, tau, y. Returns {'tau': (n, *B), 'mu': (n, *B), 'theta': (n, *B, J)}."""
-        dev = generator.device if generator is not None else self.y.device
+        theta | mu, tau, y. Returns {'tau': (n, *B), 'mu': (n, *B), 'theta': (n, *B, J)}.
+        ``generator`` (a torch.Generator) is required: randomness is always passed explicitly."""
+        n = check_int(n, "n", minimum=1)
+        dev = check_generator(generator).device
         batch = self.log_weights.shape[:-1]
         w = self.log_weights.exp().reshape(-1, self.tau_grid.shape[0]).to(dev)
         idx = torch.multinomial(w, n, replacement=True, generator=generator).T.reshape(n, *batch)  # (n, *B)
         u = torch.rand(n, *batch, generator=generator, dtype=self.y.dtype, device=dev)
         tau = (self.tau_grid.to(dev)[idx] + (u - 0.5) * self.cell_width).clamp_min(0).to(self.y.device)
-        m, v = conditional_mu(self.y, self.sigma, tau, self.mu_loc, self.mu_scale)  # (n, *B)
+        m, v = _conditional_mu(self.y, self.sigma, tau, self.mu_loc, self.mu_scale)  # (n, *B)
         mu = m + v.sqrt() * torch.randn(n, *batch, generator=generator, dtype=self.y.dtype, device=dev).to(self.y.device)
-        tm, tv = conditional_theta(self.y, self.sigma, mu, tau)  # (n, *B, J)
+        tm, tv = _conditional_theta(self.y, self.sigma, mu, tau)  # (n, *B, J)
         theta = tm + tv.sqrt() * torch.randn(tm.shape, generator=generator, dtype=self.y.dtype, device=dev).to(self.y.device)
         return {"tau": tau, "mu": mu, "theta": theta}
 
@@ -245,6 +300,11 @@ def hierarchical_normal(y, sigma, *, tau_prior: str | Callable = "uniform", tau_
     """Posterior of the normal-normal hierarchical model with tau on a midpoint grid over [0, tau_max]
     (default tau_max = 10 * max(sd(y), max sigma, tau_scale for a proper prior)). y, sigma (*batch, J)."""
     y, sigma = _check(y, sigma)
+    mu_loc, mu_scale = _check_mu_prior(mu_loc, mu_scale)
+    tau_scale = check_real(tau_scale, "tau_scale", low=0.0, low_open=True)
+    num_grid = check_int(num_grid, "num_grid", minimum=10)
+    if tau_max is not None:
+        tau_max = check_real(tau_max, "tau_max", low=0.0, low_open=True)
     if y.shape[-1] < 2 and math.isinf(mu_scale):
         raise ValueError("with a flat prior on mu at least J = 2 groups are needed")
     if tau_max is None:
@@ -254,7 +314,9 @@ def hierarchical_normal(y, sigma, *, tau_prior: str | Callable = "uniform", tau_
         raise ValueError("tau_max must be positive and num_grid >= 10")
     h = tau_max / num_grid
     grid = (torch.arange(num_grid, dtype=y.dtype, device=y.device) + 0.5) * h  # (G,)
-    lw = log_marginal_tau(grid, y, sigma, mu_loc=mu_loc, mu_scale=mu_scale, tau_prior=tau_prior, tau_scale=tau_scale)
+    if not (callable(tau_prior) or tau_prior in ("uniform", "half_cauchy", "half_normal")):
+        raise ValueError(f"tau_prior must be 'uniform', 'half_cauchy', 'half_normal' or a callable, got {tau_prior!r}")
+    lw = _log_marginal_tau(grid, y, sigma, mu_loc, mu_scale, tau_prior, tau_scale)
     if not torch.isfinite(lw).all():
         raise ValueError("log p(tau | y) is not finite on the grid; check tau_prior")
     lw = lw - torch.logsumexp(lw, -1, keepdim=True)
@@ -287,6 +349,10 @@ def empirical_bayes(y, sigma, *, tau_max: float | None = None, num_grid: int = 5
     """Type-II ML: profile out mu (closed form given tau), grid-search tau on [0, tau_max] (including
     the boundary tau = 0) and refine by golden-section search in the best bracket. Batched."""
     y, sigma = _check(y, sigma)
+    num_grid = check_int(num_grid, "num_grid", minimum=2)
+    iters = check_int(iters, "iters", minimum=0)
+    if tau_max is not None:
+        tau_max = check_real(tau_max, "tau_max", low=0.0, low_open=True)
     if y.shape[-1] < 2:
         raise ValueError("empirical Bayes needs at least J = 2 groups")
     if tau_max is None:
@@ -314,6 +380,6 @@ def empirical_bayes(y, sigma, *, tau_max: float | None = None, num_grid: int = 5
     gll, gmu = _profile(y, sigma, gbest)
     use_grid = gll >= ll
     tau, mu, ll = torch.where(use_grid, gbest, tau), torch.where(use_grid, gmu, mu), torch.where(use_grid, gll, ll)
-    tm, tv = conditional_theta(y, sigma, mu, tau.clamp_min(torch.finfo(y.dtype).tiny ** 0.25))
-    post = GivenTau(tm, tv, mu, torch.zeros_like(mu), shrinkage(sigma, tau))
+    tm, tv = _conditional_theta(y, sigma, mu, tau.clamp_min(torch.finfo(y.dtype).tiny ** 0.25))
+    post = GivenTau(tm, tv, mu, torch.zeros_like(mu), _shrinkage(sigma, tau))
     return EmpiricalBayes(mu, tau, ll, post)

@@ -6,6 +6,7 @@ import math
 import torch
 from torch import nn
 from torch.distributions import Normal
+from hypothesis import strategies as st
 
 from . import (BAD_BOOL, BAD_CALLABLE, BAD_COUNT, BAD_GENERATOR, BAD_INT, BAD_POSITIVE, BAD_PROB, BAD_REAL,
                BAD_STR, BAD_TENSOR, F64, Case, bad_tensor)
@@ -69,7 +70,6 @@ def kw(path, base: dict, arg: str, bad, *, name="", check=None, xfail=None, exam
     return Case(B + path, arg, call, bad, check=check, xfail=xfail, name=name, examples=examples, finite=finite)
 
 
-HIER = "bayes/hierarchical.py is the lead's (validation there left to its owner)"
 
 CASES = [
     # ------------------------------------------------------------------------------------ conjugate
@@ -197,28 +197,40 @@ CASES = [
     kw("distributed.spawn", {"fn": print, "world_size": 1}, "world_size", BAD_COUNT),
     kw("distributed.torchrun_command", {"script": "a.py", "nprocs": 2}, "nprocs", BAD_COUNT),
     kw("distributed.accelerate_command", {"script": "a.py", "nprocs": 2}, "script", BAD_CALLABLE),
-    # --------------------------------------------------------------------- hierarchical (lead's file)
-    kw("hierarchical.conditional_theta", {"y": torch.zeros(3), "sigma": torch.ones(3), "mu": 0.0, "tau": 1.0}, "tau", BAD_POSITIVE,
-       xfail=HIER + ": " + 'conditional_theta(tau=nan) returns NaN posterior moments (tau not checked)'),
-    kw("hierarchical.conditional_mu", {"y": torch.zeros(3), "sigma": torch.ones(3), "tau": 1.0}, "tau", BAD_POSITIVE,
-       xfail=HIER + ": " + 'conditional_mu(tau=nan) returns a NaN mean (tau not checked)'),
+    # --------------------------------------------------------------------- hierarchical
+    kw("hierarchical.conditional_theta", {"y": torch.zeros(3), "sigma": torch.ones(3), "mu": 0.0, "tau": 1.0}, "tau", BAD_POSITIVE),
+    kw("hierarchical.conditional_mu", {"y": torch.zeros(3), "sigma": torch.ones(3), "tau": 1.0}, "tau", BAD_POSITIVE),
     kw("hierarchical.posterior_given_tau", {"y": torch.zeros(3), "sigma": torch.ones(3), "tau": 1.0}, "y", bad_tensor((3,))),
-    kw("hierarchical.shrinkage", {"sigma": torch.ones(3), "tau": torch.tensor(1.0)}, "tau", BAD_POSITIVE,
-       xfail=HIER + ": " + 'shrinkage(tau=nan) returns NaN (tau not checked)'),
+    kw("hierarchical.shrinkage", {"sigma": torch.ones(3), "tau": torch.tensor(1.0)}, "tau", BAD_POSITIVE),
     kw("hierarchical.log_marginal_tau", {"tau": torch.linspace(0, 3, 5), "y": torch.zeros(3), "sigma": torch.ones(3)},
        "tau_scale", BAD_POSITIVE),
     kw("hierarchical.hierarchical_normal", {"y": torch.tensor([0.0, 1.0, 2.0]), "sigma": torch.ones(3), "num_grid": 50},
-       "num_grid", BAD_COUNT,
-       xfail=HIER + ": " + 'hierarchical_normal(num_grid=inf / 2.5) raises RuntimeError/TypeError from torch.arange (num_grid not checked as an int)'),
-    kw("hierarchical.empirical_bayes", {"y": torch.tensor([0.0, 1.0, 2.0]), "sigma": torch.ones(3)}, "num_grid", BAD_COUNT,
-       xfail=HIER + ": " + "empirical_bayes(num_grid=2.5) raises torch's logspace TypeError (num_grid not checked as an int)"),
+       "num_grid", BAD_COUNT),
+    kw("hierarchical.empirical_bayes", {"y": torch.tensor([0.0, 1.0, 2.0]), "sigma": torch.ones(3)}, "num_grid", BAD_COUNT),
     kw("hierarchical.pool_normal", {"precision": torch.ones(2, 3), "info": torch.zeros(2, 3), "group_var": 1.0, "mu_loc": 0.0,
-                                    "mu_var": 1.0}, "group_var", BAD_POSITIVE,
-       xfail=HIER + ": " + 'pool_normal(group_var=nan) returns NaN moments (group_var not checked)'),
+                                    "mu_var": 1.0}, "group_var", BAD_POSITIVE),
     Case(B + "hierarchical.HierarchicalNormalPosterior.sample", "generator",
          lambda v: _m("hierarchical.hierarchical_normal")(torch.tensor([0.0, 1.0, 2.0]), torch.ones(3), num_grid=50).sample(3, v),
-         BAD_GENERATOR, xfail=HIER + ": HierarchicalNormalPosterior.sample(generator='seed') raises AttributeError "
-                                "('str' object has no attribute 'device'); None silently uses the global RNG"),
+         BAD_GENERATOR),
+    Case(B + "hierarchical.HierarchicalNormalPosterior.sample", "generator",
+         lambda v: _m("hierarchical.hierarchical_normal")(torch.tensor([0.0, 1.0, 2.0]), torch.ones(3), num_grid=50).sample(3, v),
+         st.just(None), name="none", examples=1),
+    Case(B + "hierarchical.HierarchicalNormalPosterior.sample", "n",
+         lambda v: _m("hierarchical.hierarchical_normal")(torch.tensor([0.0, 1.0, 2.0]), torch.ones(3), num_grid=50).sample(
+             v, torch.Generator().manual_seed(0)), BAD_COUNT, name="n"),
+    kw("hierarchical.conditional_theta", {"y": torch.zeros(3), "sigma": torch.ones(3), "mu": 0.0, "tau": 1.0}, "mu", BAD_REAL,
+       name="mu"),
+    kw("hierarchical.conditional_mu", {"y": torch.zeros(3), "sigma": torch.ones(3), "tau": 1.0}, "mu_scale", BAD_POSITIVE,
+       name="mu_scale"),
+    kw("hierarchical.posterior_given_tau", {"y": torch.zeros(3), "sigma": torch.ones(3), "tau": 1.0}, "tau",
+       st.one_of(BAD_REAL, st.floats(max_value=-1e-9, allow_nan=False, allow_infinity=False)), name="tau"),
+    kw("hierarchical.shrinkage", {"sigma": torch.ones(3), "tau": torch.tensor(1.0)}, "sigma", bad_tensor((3,)), name="sigma"),
+    kw("hierarchical.hierarchical_normal", {"y": torch.tensor([0.0, 1.0, 2.0]), "sigma": torch.ones(3), "num_grid": 50},
+       "tau_max", BAD_POSITIVE.filter(lambda v: v is not None), name="tau_max"),  # None is the default
+    kw("hierarchical.empirical_bayes", {"y": torch.tensor([0.0, 1.0, 2.0]), "sigma": torch.ones(3)}, "iters",
+       st.one_of(BAD_INT, st.integers(max_value=-1)), name="iters"),
+    kw("hierarchical.pool_normal", {"precision": torch.ones(2, 3), "info": torch.zeros(2, 3), "group_var": 1.0, "mu_loc": 0.0,
+                                    "mu_var": 1.0}, "mu_var", BAD_POSITIVE, name="mu_var"),
 ]
 
 EXEMPT = {

@@ -8,13 +8,15 @@ forward pass costs a handful of device-to-host synchronisations, not one per che
 """
 from __future__ import annotations
 
+import numbers
+
 import torch
 from torch import Tensor
 
 from arrcoc.bayes._validate import check_generator
 
 __all__ = ["all_finite", "first_non_finite", "check_observations", "as_batch", "as_channels", "check_features", "check_pixels",
-           "as_budget", "check_table", "check_generator_or_none", "check_region_index"]
+           "check_values", "as_budget", "check_table", "check_generator_or_none", "check_region_index"]
 
 
 def check_observations(obs, mask, name: str = "obs") -> Tensor:
@@ -40,15 +42,24 @@ def check_observations(obs, mask, name: str = "obs") -> Tensor:
 
 
 def _as_vector(x, n: int, like: Tensor, name: str, what: str, positive: bool) -> Tensor:
-    t = torch.as_tensor(x, dtype=like.dtype, device=like.device)
+    if isinstance(x, Tensor):
+        if x.dtype == torch.bool or x.is_complex():
+            raise TypeError(f"{name} must be a real scalar or a real tensor of shape ({n},) ({what}), got dtype {x.dtype}")
+    elif isinstance(x, bool) or not isinstance(x, (numbers.Real, list, tuple)):
+        raise TypeError(f"{name} must be a real scalar or a tensor of shape ({n},) ({what}), got "
+                        f"{type(x).__name__} {x!r}")
+    try:
+        t = torch.as_tensor(x, dtype=like.dtype, device=like.device)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise TypeError(f"{name} must be a real scalar or a tensor of shape ({n},) ({what}): {err}") from None
     if t.dim() == 0:
         t = t.expand(n)
     if t.shape != (n,):
         raise ValueError(f"{name} must be a scalar or have shape ({n},) ({what}), got {tuple(t.shape)}")
     if not torch.isfinite(t).all():
-        raise ValueError(f"{name} must be finite")
+        raise ValueError(f"{name} must be finite, got {t.tolist()}")
     if positive and (t <= 0).any():
-        raise ValueError(f"{name} must be positive")
+        raise ValueError(f"{name} must be positive, got {t.tolist()}")
     return t
 
 
@@ -111,6 +122,23 @@ def check_pixels(x, name: str = "region_pixels", finite: bool = True) -> Tensor:
         raise ValueError(f"{name} has an empty dimension: {tuple(x.shape)}")
     if finite and not all_finite(x):
         raise ValueError(f"{name} contains NaN or inf")
+    return x
+
+
+def check_values(x, name: str, shape: str, ndim: int, *, finite: bool = True, low: float | None = None) -> Tensor:
+    """A floating-point tensor of ``ndim`` dims (``shape`` describes them, e.g. "(B, R, h, w)"), with no
+    empty dimension, finite (one reduction) and every entry >= ``low`` when given."""
+    if not isinstance(x, Tensor) or not x.dtype.is_floating_point:
+        got = f"dtype {x.dtype}" if isinstance(x, Tensor) else type(x).__name__
+        raise TypeError(f"{name} must be a floating-point tensor of shape {shape}, got {got}")
+    if x.dim() != ndim:
+        raise ValueError(f"{name} must have shape {shape}, got {tuple(x.shape)}")
+    if 0 in x.shape:
+        raise ValueError(f"{name} has an empty dimension: {tuple(x.shape)}")
+    if finite and not all_finite(x):
+        raise ValueError(f"{name} contains NaN or inf")
+    if low is not None and bool((x < low).any()):
+        raise ValueError(f"{name} must be >= {low}, got min {float(x.min())}")
     return x
 
 

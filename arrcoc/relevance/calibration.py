@@ -24,16 +24,18 @@ around an image mean mu ~ N(mu_global, tau^2)).
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from arrcoc.bayes._validate import check_int, check_real, check_real_tensor
 from arrcoc.bayes.conjugate import NormalNormal
 from arrcoc.bayes.laplace import LaplaceConfig, find_map, laplace_nn
 
-from ._validate import check_observations
+from ._validate import check_observations, check_values
 from .config import CHANNELS
 from .posterior import log_evidence_unchecked
 
@@ -56,6 +58,26 @@ class CalibrationResult:
     iterations: int = 0
     channels: tuple = CHANNELS
     notes: tuple = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        for name in ("slope", "offset", "precision"):
+            v = getattr(self, name)
+            check_values(v, name, "(K,)", 1, low=0.0 if name == "precision" else None)
+        if self.slope.shape != self.offset.shape or self.slope.shape != self.precision.shape:
+            raise ValueError(f"slope, offset and precision must have one shape (K,), got {tuple(self.slope.shape)}, "
+                             f"{tuple(self.offset.shape)}, {tuple(self.precision.shape)}")
+        if not bool((self.precision > 0).all()):
+            raise ValueError("precision must be positive")
+        self.mu_global = check_real(self.mu_global, "mu_global")
+        self.tau = check_real(self.tau, "tau", low=0.0, low_open=True)
+        self.sigma = check_real(self.sigma, "sigma", low=0.0, low_open=True)
+        # log_likelihood NaN = not computed (a starting point, e.g. fit_empirical_bayes' default init)
+        if isinstance(self.log_likelihood, bool) or not isinstance(self.log_likelihood, numbers.Real):
+            raise TypeError(f"log_likelihood must be a real number, got {type(self.log_likelihood).__name__}")
+        self.log_likelihood = float(self.log_likelihood)
+        if not isinstance(self.method, str):
+            raise TypeError(f"method must be a str, got {type(self.method).__name__}")
+        self.iterations = check_int(self.iterations, "iterations", minimum=0)
 
     def __str__(self) -> str:
         lines = [f"CalibrationResult(method={self.method}, log_likelihood={self.log_likelihood:.4f}, "
@@ -90,9 +112,12 @@ class CalibrationResult:
 def hierarchical_log_likelihood(relevance: Tensor, mu_global, tau, sigma) -> Tensor:
     """log p(r_n) under r_n ~ N(mu 1, sigma^2 I + tau^2 1 1^T), per image: (N, R) -> (N,), O(R).
     This is the evidence of the toolkit's Normal-Normal model (image mean ~ N(mu_global, tau^2),
-    each r_i ~ N(image mean, sigma^2))."""
+    each r_i ~ N(image mean, sigma^2)). mu_global, tau > 0, sigma > 0: scalars or (N,) tensors."""
+    check_values(relevance, "relevance", "(N, R)", 2)
     kw = dict(dtype=relevance.dtype, device=relevance.device)
-    model = NormalNormal(torch.as_tensor(mu_global, **kw), torch.as_tensor(tau, **kw), torch.as_tensor(sigma, **kw))
+    model = NormalNormal(check_real_tensor(mu_global, "mu_global", **kw),
+                         check_real_tensor(tau, "tau", low=0.0, low_open=True, **kw),
+                         check_real_tensor(sigma, "sigma", low=0.0, low_open=True, **kw))
     return model.log_evidence(relevance)
 
 
@@ -104,6 +129,7 @@ def fit_supervised(obs: Tensor, mask: Tensor | None, relevance: Tensor, min_tau:
     observations keep slope 1, offset 0, precision 1 (listed in ``notes``).
     """
     mask = check_observations(obs, mask)
+    min_tau = check_real(min_tau, "min_tau", low=0.0, low_open=True)
     N, K, R = obs.shape
     if not isinstance(relevance, Tensor) or relevance.shape != (N, R):
         raise ValueError(f"relevance must have shape ({N}, {R}), got {tuple(getattr(relevance, 'shape', ()))}")
@@ -165,6 +191,13 @@ def fit_empirical_bayes(obs: Tensor, mask: Tensor | None = None, *, init: Calibr
     orient_channel: channel whose slope is made positive at the end (flips r's sign when mu_global = 0).
     """
     mask = check_observations(obs, mask)
+    max_iter = check_int(max_iter, "max_iter", minimum=1)
+    if init is not None and not isinstance(init, CalibrationResult):
+        raise TypeError(f"init must be a CalibrationResult or None, got {type(init).__name__}")
+    if orient_channel is not None:
+        orient_channel = check_int(orient_channel, "orient_channel", minimum=0, maximum=obs.shape[1] - 1)
+    if isinstance(fix, str) or not isinstance(fix, (tuple, list, set, frozenset)):
+        raise TypeError(f"fix must be a tuple of parameter names, got {type(fix).__name__} {fix!r}")
     N, K, R = obs.shape
     allowed = {"mu_global", "tau", "sigma", "slope", "offset", "precision"}
     if not set(fix) <= allowed:
@@ -230,8 +263,8 @@ def laplace_head_covariance(phi: Tensor, noise_precision: float, prior_precision
         raise ValueError(f"phi must have shape (N, H) with N >= 1, got {tuple(getattr(phi, 'shape', ()))}")
     if not torch.isfinite(phi).all():
         raise ValueError("phi contains NaN or inf")
-    if not (noise_precision > 0 and prior_precision > 0):
-        raise ValueError("noise_precision and prior_precision must be positive")
+    noise_precision = check_real(noise_precision, "noise_precision", low=0.0, low_open=True)
+    prior_precision = check_real(prior_precision, "prior_precision", low=0.0, low_open=True)
     head = nn.Linear(phi.shape[1], 1, bias=False).to(dtype=phi.dtype, device=phi.device)
     nn.init.zeros_(head.weight)
     with torch.enable_grad():  # the GGN is built by autograd (callers may run under no_grad)
@@ -245,6 +278,12 @@ def fit_query_laplace(scorer, region_features: Tensor, query_embeds: Tensor, que
                       *, noise_precision: float = 1.0, prior_precision: float = 1.0) -> Tensor:
     """Compute the query head's last-layer Laplace covariance on a data set and install it in the
     scorer (``QueryScorer.set_head_covariance``). Returns the (H, H) covariance."""
+    from .scorers import QueryScorer
+
+    if not isinstance(scorer, QueryScorer):
+        raise TypeError(f"scorer must be a QueryScorer, got {type(scorer).__name__}")
+    noise_precision = check_real(noise_precision, "noise_precision", low=0.0, low_open=True)
+    prior_precision = check_real(prior_precision, "prior_precision", low=0.0, low_open=True)
     out = scorer(region_features, query_embeds, query_mask)
     phi = out.head_logits[out.present].reshape(-1, scorer.num_heads)  # (N R, H)
     if phi.shape[0] == 0:

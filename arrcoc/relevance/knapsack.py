@@ -39,13 +39,16 @@ from typing import NamedTuple, Sequence
 import torch
 from torch import Tensor
 
-from ._validate import as_budget, check_table
+from arrcoc.bayes._validate import check_generator, check_int, check_real
+
+from ._validate import as_budget, check_table, check_values
 from .config import validate_levels
 
+# The unchecked cores (utility_unchecked, solve_unchecked, dp_levels, greedy_levels) are internal:
+# the allocator imports them by name after validating once at its boundary.
 __all__ = [
-    "Allocation", "information_gain", "resolution_gain", "utility_table", "utility_unchecked", "exclude_regions", "as_budget",
-    "solve", "solve_unchecked", "solve_dp", "solve_greedy", "solve_brute_force", "dp_levels", "greedy_levels",
-    "allocate_uniform", "allocate_random", "allocate_top_k",
+    "Allocation", "information_gain", "resolution_gain", "utility_table", "exclude_regions", "as_budget",
+    "solve", "solve_dp", "solve_greedy", "solve_brute_force", "allocate_uniform", "allocate_random", "allocate_top_k",
 ]
 
 
@@ -87,6 +90,8 @@ def _levels_tensor(levels: Sequence[int], device) -> Tensor:
 def information_gain(levels: Sequence[int], var: Tensor, *, gain_ref_tokens: float = 64.0,
                      content_variance: float = 1.0) -> Tensor:
     """gain(l, v) = 0.5 * log(1 + l * (content_variance + v) / gain_ref_tokens): (B, R) -> (B, R, L)."""
+    check_values(var, "var", "(B, R)", 2, low=0.0)
+    gain_ref_tokens, content_variance = _check_information(gain_ref_tokens, content_variance)
     lv = torch.tensor(validate_levels(levels), dtype=var.dtype, device=var.device)  # (L,)
     return utility_unchecked(torch.ones_like(var), var, lv, 0.0, gain_ref_tokens, content_variance)  # (B, R, L)
 
@@ -95,9 +100,22 @@ def resolution_gain(levels: Sequence[int], *, half_tokens: float = 160.0, steepn
                     like: Tensor | None = None) -> Tensor:
     """q(l) = 1 / (1 + (half_tokens / l)^steepness), q(0) = 0: the chance that l tokens resolve the
     detail a question needs (an S-curve in log-tokens). (L,)"""
+    half_tokens, steepness = _check_resolution(half_tokens, steepness, "half_tokens", "steepness")
+    if like is not None and not isinstance(like, Tensor):
+        raise TypeError(f"like must be a tensor (whose dtype and device the result takes) or None, got {type(like).__name__}")
     lv = torch.tensor(validate_levels(levels), dtype=like.dtype if like is not None else torch.float64,
                       device=like.device if like is not None else None)
     return _resolution(lv, half_tokens, steepness)
+
+
+def _check_information(gain_ref_tokens, content_variance) -> tuple[float, float]:
+    return (check_real(gain_ref_tokens, "gain_ref_tokens", low=0.0, low_open=True),
+            check_real(content_variance, "content_variance", low=0.0))
+
+
+def _check_resolution(half_tokens, steepness, half_name: str, steep_name: str) -> tuple[float, float]:
+    return (check_real(half_tokens, half_name, low=0.0, low_open=True),
+            check_real(steepness, steep_name, low=0.0, low_open=True))
 
 
 def _resolution(lv: Tensor, half_tokens: float, steepness: float) -> Tensor:
@@ -122,6 +140,10 @@ def utility_table(prob: Tensor, var: Tensor, levels: Sequence[int], *, cost: flo
         raise ValueError("var must be finite and non-negative")
     if gain not in ("information", "resolution"):
         raise ValueError(f"gain must be 'information' or 'resolution', got {gain!r}")
+    cost = check_real(cost, "cost", low=0.0)
+    gain_ref_tokens, content_variance = _check_information(gain_ref_tokens, content_variance)
+    gain_half_tokens, gain_steepness = _check_resolution(gain_half_tokens, gain_steepness, "gain_half_tokens",
+                                                         "gain_steepness")
     lv = torch.tensor(validate_levels(levels), dtype=var.dtype, device=var.device)  # (L,)
     return utility_unchecked(prob, var, lv, cost, gain_ref_tokens, content_variance, gain, gain_half_tokens,
                              gain_steepness)
@@ -142,7 +164,9 @@ def exclude_regions(table: Tensor, exclude: Tensor | None) -> Tensor:
     """Forbid every nonzero level for regions where exclude (B, R) is True."""
     if exclude is None:
         return table
-    if exclude.dtype != torch.bool or exclude.shape != table.shape[:2]:
+    if not isinstance(table, Tensor) or table.dim() != 3:
+        raise TypeError("table must be a tensor of shape (B, R, L)")
+    if not isinstance(exclude, Tensor) or exclude.dtype != torch.bool or exclude.shape != table.shape[:2]:
         raise ValueError(f"exclude must be a bool tensor of shape {tuple(table.shape[:2])}, "
                          f"got {exclude.dtype} {tuple(exclude.shape)}")
     out = table.clone()
@@ -253,6 +277,7 @@ def solve_brute_force(table: Tensor, levels: Sequence[int], budget, max_combinat
                       ) -> Allocation:
     """Exhaustive search over all L**R assignments (for verification; raises if too many)."""
     lv, bud, B, R = _prepare(table, levels, budget)
+    max_combinations = check_int(max_combinations, "max_combinations", minimum=1)
     L = lv.numel()
     if L ** R > max_combinations:
         raise ValueError(f"brute force over {L}**{R} combinations exceeds max_combinations={max_combinations}")
@@ -309,6 +334,7 @@ def allocate_random(table: Tensor, levels: Sequence[int], budget, generator: tor
                     ) -> Allocation:
     """Regions in random order, each gets a uniformly random level among those that still fit."""
     lv, bud, B, R = _prepare(table, levels, budget)
+    check_generator(generator)
     order = torch.rand(B, R, generator=generator, device=table.device).argsort(dim=1)  # (B, R)
 
     def pick(feasible):

@@ -48,6 +48,7 @@ updating in turn equals conditioning on all the evidence at once.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import NamedTuple
 
 import torch
@@ -58,10 +59,9 @@ from arrcoc.bayes.hierarchical import PooledNormal, pool_normal
 
 from ._validate import as_batch, as_channels, check_observations, check_region_index
 
-__all__ = [
-    "RelevancePosterior", "evidence", "build_posterior", "hierarchical_posterior", "add_evidence",
-    "update_posterior", "log_evidence", "log_evidence_unchecked",
-]
+# The unchecked cores (evidence, build_posterior, add_evidence, log_evidence_unchecked) are internal:
+# the allocator and calibration import them by name after validating at their boundary.
+__all__ = ["RelevancePosterior", "hierarchical_posterior", "update_posterior", "log_evidence"]
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -274,6 +274,8 @@ def update_posterior(posterior: RelevancePosterior, region_index: Tensor, scores
     precision: scalars or (B, M). Repeated indices accumulate. Every region's mean and variance
     changes (through mu_img); the result equals conditioning on all evidence at once.
     """
+    if not isinstance(posterior, RelevancePosterior):
+        raise TypeError(f"posterior must be a RelevancePosterior (from hierarchical_posterior), got {type(posterior).__name__}")
     B, R = posterior.evidence_precision.shape
     idx = check_region_index(region_index, B, R)
     if not isinstance(scores, Tensor) or scores.shape != region_index.shape:
@@ -287,12 +289,23 @@ def update_posterior(posterior: RelevancePosterior, region_index: Tensor, scores
     scores = scores.to(dt)
     if (mask & ~torch.isfinite(scores)).any():
         raise ValueError("scores contain NaN or inf")
-    a, b, lam = (torch.as_tensor(x, dtype=dt, device=scores.device).expand_as(scores)
-                 for x in (slope, offset, precision))
+    a, b, lam = (_per_score(x, name, scores) for x, name in ((slope, "slope"), (offset, "offset"), (precision, "precision")))
     if not (torch.isfinite(a).all() and torch.isfinite(b).all() and torch.isfinite(lam).all()) \
             or (lam <= 0).any():
         raise ValueError("slope/offset must be finite and precision positive and finite")
     return add_evidence(posterior, idx, scores, a, b, lam, mask)
+
+
+def _per_score(x, name: str, scores: Tensor) -> Tensor:
+    """A scalar or a (B, M) tensor (one value per new score) as a tensor of scores' shape."""
+    if isinstance(x, bool) or not isinstance(x, (numbers.Real, Tensor)) or (
+            isinstance(x, Tensor) and (x.dtype == torch.bool or x.is_complex())):
+        raise TypeError(f"{name} must be a real scalar or a tensor of shape {tuple(scores.shape)}, got {type(x).__name__}")
+    t = torch.as_tensor(x, dtype=scores.dtype, device=scores.device)
+    try:
+        return t.expand_as(scores)
+    except RuntimeError:
+        raise ValueError(f"{name} must be a scalar or have shape {tuple(scores.shape)}, got {tuple(t.shape)}") from None
 
 
 def log_evidence(obs: Tensor, mask: Tensor | None = None, *, slope=1.0, offset=0.0, precision=1.0,

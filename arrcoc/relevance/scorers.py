@@ -32,12 +32,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from arrcoc.bayes._validate import check_int, check_real
 from arrcoc.bayes.laplace import factor_precision
 
-from ._validate import all_finite, check_features, check_pixels  # noqa: F401  (re-exported: public checks)
+from ._validate import all_finite, check_features, check_pixels, check_values
 
 __all__ = [
-    "all_finite", "check_features", "check_pixels", "grey_entropy", "grey_spectral_saliency",
+    "grey_entropy", "grey_spectral_saliency",
     "pixel_entropy", "feature_entropy", "centre_surround_contrast", "spectral_residual_map",
     "spectral_residual_saliency", "standardize", "grid_adjacency",
     "InformationScorer", "SalienceScorer", "QueryScorer", "QueryScore",
@@ -55,14 +56,21 @@ def pixel_entropy(region_pixels: Tensor, bins: int = 32, soft: bool = True,
     subsampled with a stride so that at most that many pixels per region enter the histogram.
     """
     check_pixels(region_pixels)
-    return grey_entropy(region_pixels.mean(2), bins, soft, max_pixels)
+    return grey_entropy(region_pixels.mean(2), bins, soft, max_pixels, validate=False)
 
 
-def grey_entropy(region_grey: Tensor, bins: int = 32, soft: bool = True, max_pixels: int | None = None
-                 ) -> Tensor:
-    """``pixel_entropy`` on grey regions (B, R, h, w) (no validation)."""
-    if bins < 2:
-        raise ValueError(f"bins must be >= 2, got {bins}")
+def _check_max_pixels(max_pixels):
+    return None if max_pixels is None else check_int(max_pixels, "max_pixels", minimum=1)
+
+
+def grey_entropy(region_grey: Tensor, bins: int = 32, soft: bool = True, max_pixels: int | None = None,
+                 validate: bool = True) -> Tensor:
+    """``pixel_entropy`` on grey regions (B, R, h, w). validate=False: the caller has checked
+    region_grey (finite, floating; as ``pixel_entropy`` and ``RelevanceAllocator.forward`` do)."""
+    bins = check_int(bins, "bins", minimum=2)
+    max_pixels = _check_max_pixels(max_pixels)
+    if validate:
+        check_values(region_grey, "region_grey", "(B, R, h, w)", 4)
     h, w = region_grey.shape[-2:]
     if max_pixels is not None and h * w > max_pixels:
         stride = math.ceil(math.sqrt(h * w / max_pixels))  # same stride in both directions
@@ -96,6 +104,7 @@ def grey_entropy(region_grey: Tensor, bins: int = 32, soft: bool = True, max_pix
 def feature_entropy(region_features: Tensor, temperature: float = 1.0, validate: bool = True) -> Tensor:
     """Normalised entropy of softmax(feature / T) over feature dims: (B, R, D) -> (B, R).
     validate=False: the caller has checked region_features (as ``RelevanceAllocator.forward`` does)."""
+    temperature = check_real(temperature, "temperature", low=0.0, low_open=True)
     if validate:
         check_features(region_features)
     D = region_features.shape[-1]
@@ -109,6 +118,7 @@ def feature_entropy(region_features: Tensor, temperature: float = 1.0, validate:
 
 def grid_adjacency(grid: int, device=None, dtype=torch.float32) -> Tensor:
     """8-neighbour adjacency of a grid x grid layout in row-major order: (R, R), R = grid**2."""
+    grid = check_int(grid, "grid", minimum=1)
     ij = torch.stack(torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij"), -1).reshape(-1, 2)
     cheb = (ij[:, None, :] - ij[None, :, :]).abs().amax(-1)  # (R, R) Chebyshev distance
     return (cheb == 1).to(device=device, dtype=dtype)
@@ -117,6 +127,7 @@ def grid_adjacency(grid: int, device=None, dtype=torch.float32) -> Tensor:
 def centre_surround_contrast(region_features: Tensor, grid: int | None = None, validate: bool = True) -> Tensor:
     """1 - cos(f_i, surround_i): (B, R, D) -> (B, R). Surround = mean of the other regions, averaged
     with the 8-neighbour mean when R == grid**2 (grid layout, row-major). validate as in feature_entropy."""
+    grid = None if grid is None else check_int(grid, "grid", minimum=1)
     if validate:
         check_features(region_features)
     f = region_features
@@ -141,10 +152,14 @@ def _gaussian_blur(x: Tensor, sigma: float) -> Tensor:
     return torch.fft.irfft2(torch.fft.rfft2(x) * gain, s=(H, W))
 
 
-def spectral_residual_map(grey: Tensor, blur: float = 2.5) -> Tensor:
+def spectral_residual_map(grey: Tensor, blur: float = 2.5, validate: bool = True) -> Tensor:
     """Spectral-residual saliency map of grey images (N, H, W) -> (N, H, W) (unnormalised).
 
-    The FFT treats the image as periodic, so jumps between opposite borders read as structure."""
+    The FFT treats the image as periodic, so jumps between opposite borders read as structure.
+    validate=False: grey (and blur) already checked by the caller."""
+    if validate:
+        blur = check_real(blur, "blur", low=0.0)
+        check_values(grey, "grey", "(N, H, W)", 3)
     spec = torch.fft.fft2(grey)
     amp = spec.abs()
     log_amp = torch.log(amp + 1e-6 * amp.amax((-1, -2), keepdim=True) + 1e-30)  # (N, H, W) relative floor
@@ -165,16 +180,23 @@ def spectral_residual_saliency(region_pixels: Tensor, grid: int | None = None, s
                                blur: float = 2.5) -> Tensor:
     """Spectral-residual saliency per region: (B, R, C, h, w) -> (B, R). See the module docstring."""
     check_pixels(region_pixels)
-    return grey_spectral_saliency(region_pixels.mean(2), grid, size, blur)
+    return grey_spectral_saliency(region_pixels.mean(2), grid, size, blur, validate=False)
 
 
-def grey_spectral_saliency(grey: Tensor, grid: int | None = None, size: int = 64, blur: float = 2.5) -> Tensor:
-    """``spectral_residual_saliency`` on grey regions (B, R, h, w) (no validation)."""
+def grey_spectral_saliency(grey: Tensor, grid: int | None = None, size: int = 64, blur: float = 2.5,
+                           validate: bool = True) -> Tensor:
+    """``spectral_residual_saliency`` on grey regions (B, R, h, w). validate=False: the caller has
+    checked grey (as ``spectral_residual_saliency`` and ``RelevanceAllocator.forward`` do)."""
+    grid = None if grid is None else check_int(grid, "grid", minimum=1)
+    size = check_int(size, "size", minimum=1)
+    blur = check_real(blur, "blur", low=0.0)
+    if validate:
+        check_values(grey, "grey", "(B, R, h, w)", 4)
     B, R, h, w = grey.shape
     if grid is not None and R == grid * grid:
         mosaic = grey.reshape(B, grid, grid, h, w).permute(0, 1, 3, 2, 4).reshape(B, grid * h, grid * w)
         img = _resize(mosaic, size)  # (B, size, size)
-        sal = spectral_residual_map(img, blur)  # (B, size, size)
+        sal = spectral_residual_map(img, blur, validate=False)  # (B, size, size)
         return F.adaptive_avg_pool2d(sal[:, None], (grid, grid))[:, 0].reshape(B, R)
     # no layout: a crop is salient when its log-amplitude spectrum departs from the image's average
     # crop spectrum (the spectral residual taken across crops instead of across frequencies)
@@ -206,17 +228,23 @@ class InformationScorer(nn.Module):
     def __init__(self, bins: int = 32, soft: bool = True, temperature: float = 1.0,
                  max_pixels: int | None = 256):
         super().__init__()
-        self.bins, self.soft, self.temperature, self.max_pixels = bins, soft, temperature, max_pixels
+        if not isinstance(soft, bool):
+            raise TypeError(f"soft must be a bool, got {type(soft).__name__} {soft!r}")
+        self.bins, self.soft = check_int(bins, "bins", minimum=2), soft
+        self.temperature = check_real(temperature, "temperature", low=0.0, low_open=True)
+        self.max_pixels = _check_max_pixels(max_pixels)
 
     def forward(self, region_features: Tensor, region_pixels: Tensor | None = None, *,
                 region_grey: Tensor | None = None, validate: bool = True) -> dict[str, Tensor]:
-        """Scores (B, R) by channel name; region_grey (B, R, h, w), if given, is used (unchecked)
-        in place of region_pixels' channel mean. validate=False: inputs already checked."""
+        """Scores (B, R) by channel name; region_grey (B, R, h, w), if given, is used in place of
+        region_pixels' channel mean. validate=False: inputs already checked."""
         out = {"information_feature": feature_entropy(region_features, self.temperature, validate)}
+        grey_checked = not validate
         if region_grey is None and region_pixels is not None:
-            region_grey = check_pixels(region_pixels).mean(2)
+            region_grey, grey_checked = check_pixels(region_pixels).mean(2), True
         if region_grey is not None:
-            out["information_pixel"] = grey_entropy(region_grey, self.bins, self.soft, self.max_pixels)
+            out["information_pixel"] = grey_entropy(region_grey, self.bins, self.soft, self.max_pixels,
+                                                    validate=not grey_checked)
         return out
 
 
@@ -225,16 +253,20 @@ class SalienceScorer(nn.Module):
 
     def __init__(self, grid: int | None = 4, size: int = 64, blur: float = 2.5):
         super().__init__()
-        self.grid, self.size, self.blur = grid, size, blur
+        self.grid = None if grid is None else check_int(grid, "grid", minimum=1)
+        self.size = check_int(size, "size", minimum=1)
+        self.blur = check_real(blur, "blur", low=0.0)
 
     def forward(self, region_features: Tensor, region_pixels: Tensor | None = None, *,
                 region_grey: Tensor | None = None, validate: bool = True) -> dict[str, Tensor]:
         """Scores (B, R) by channel name; region_grey and validate as in InformationScorer.forward."""
         out = {"salience_contrast": centre_surround_contrast(region_features, self.grid, validate)}
+        grey_checked = not validate
         if region_grey is None and region_pixels is not None:
-            region_grey = check_pixels(region_pixels).mean(2)
+            region_grey, grey_checked = check_pixels(region_pixels).mean(2), True
         if region_grey is not None:
-            out["salience_spectral"] = grey_spectral_saliency(region_grey, self.grid, self.size, self.blur)
+            out["salience_spectral"] = grey_spectral_saliency(region_grey, self.grid, self.size, self.blur,
+                                                              validate=not grey_checked)
         return out
 
 
@@ -260,7 +292,11 @@ class QueryScorer(nn.Module):
     def __init__(self, feature_dim: int, query_dim: int | None = None, num_heads: int = 8,
                  head_dim: int = 32, prior_precision: float = 1.0):
         super().__init__()
-        query_dim = feature_dim if query_dim is None else query_dim
+        feature_dim = check_int(feature_dim, "feature_dim", minimum=1)
+        query_dim = feature_dim if query_dim is None else check_int(query_dim, "query_dim", minimum=1)
+        num_heads = check_int(num_heads, "num_heads", minimum=1)
+        head_dim = check_int(head_dim, "head_dim", minimum=1)
+        prior_precision = check_real(prior_precision, "prior_precision", low=0.0, low_open=True)
         self.feature_dim, self.query_dim = feature_dim, query_dim
         self.num_heads, self.head_dim = num_heads, head_dim
         self.norm_q = nn.LayerNorm(query_dim)

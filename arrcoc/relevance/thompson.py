@@ -12,6 +12,9 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from arrcoc.bayes._validate import check_generator, check_int
+
+from ._validate import check_values
 from .posterior import RelevancePosterior
 
 __all__ = ["ThompsonDraws", "sample_relevance", "thompson", "rank_first_frequency"]
@@ -22,11 +25,17 @@ class ThompsonDraws(NamedTuple):
     probability: Tensor  # (B, R) success probability p_i = mean over draws of sigmoid(r~_i)
 
 
-def sample_relevance(posterior: RelevancePosterior, num_samples: int, generator: torch.Generator | None
-                     ) -> Tensor:
-    """S joint posterior draws of the relevance logits: (B, S, R)."""
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-        raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
+def _check_posterior(posterior) -> None:
+    if not isinstance(posterior, RelevancePosterior):
+        raise TypeError(f"posterior must be a RelevancePosterior (from hierarchical_posterior), got {type(posterior).__name__}")
+
+
+def sample_relevance(posterior: RelevancePosterior, num_samples: int, generator: torch.Generator) -> Tensor:
+    """S joint posterior draws of the relevance logits: (B, S, R). ``generator`` (a torch.Generator)
+    is required: randomness is always passed explicitly."""
+    _check_posterior(posterior)
+    num_samples = check_int(num_samples, "num_samples", minimum=1)
+    check_generator(generator)
     m = posterior.mean  # (B, R)
     B, R = m.shape
     W = posterior.cov_factor  # (B, R, 1+E)
@@ -49,6 +58,7 @@ def thompson(posterior: RelevancePosterior, num_samples: int = 1, generator: tor
     """
     if link not in ("sigmoid", "softmax"):
         raise ValueError(f"link must be 'sigmoid' or 'softmax', got {link!r}")
+    _check_posterior(posterior)
     if deterministic:
         draws = posterior.mean[:, None, :]  # (B, 1, R)
     else:
@@ -59,8 +69,7 @@ def thompson(posterior: RelevancePosterior, num_samples: int = 1, generator: tor
 
 def rank_first_frequency(draws: Tensor) -> Tensor:
     """Fraction of draws (B, S, R) in which each region has the largest logit: (B, R)."""
-    if draws.dim() != 3:
-        raise ValueError(f"draws must have shape (B, S, R), got {tuple(draws.shape)}")
+    check_values(draws, "draws", "(B, S, R)", 3)
     R = draws.shape[-1]
     top = draws.argmax(dim=-1)  # (B, S)
     return torch.nn.functional.one_hot(top, R).to(draws.dtype).mean(1)

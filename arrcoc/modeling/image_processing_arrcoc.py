@@ -10,9 +10,18 @@ import torch
 import torch.nn.functional as F
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 
+from arrcoc.bayes._validate import check_int, check_real
+
 from .regions import grid_boxes
 
 __all__ = ["ARRCOCImageProcessor"]
+
+
+def _per_channel(values, name: str, positive: bool) -> list[float]:
+    """Three per-channel (RGB) statistics as floats; std must be positive."""
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__len__") or len(values) != 3:
+        raise ValueError(f"{name} must be three numbers (one per RGB channel), got {values!r}")
+    return [check_real(v, f"{name}[{i}]", low=0.0 if positive else None, low_open=positive) for i, v in enumerate(values)]
 
 
 class ARRCOCImageProcessor(BaseImageProcessor):
@@ -32,12 +41,12 @@ class ARRCOCImageProcessor(BaseImageProcessor):
     def __init__(self, size: int = 640, grid: int = 4, image_mean=(0.5, 0.5, 0.5), image_std=(0.5, 0.5, 0.5),
                  min_size: int = 16, max_pixels: int = 64_000_000, **kwargs: Any):
         super().__init__(**kwargs)
-        self.size = int(size)
-        self.grid = int(grid)
-        self.image_mean = [float(v) for v in image_mean]
-        self.image_std = [float(v) for v in image_std]
-        self.min_size = int(min_size)
-        self.max_pixels = int(max_pixels)
+        self.size = check_int(size, "size", minimum=1)
+        self.grid = check_int(grid, "grid", minimum=1)
+        self.image_mean = _per_channel(image_mean, "image_mean", positive=False)
+        self.image_std = _per_channel(image_std, "image_std", positive=True)
+        self.min_size = check_int(min_size, "min_size", minimum=1)
+        self.max_pixels = check_int(max_pixels, "max_pixels", minimum=1)
         if self.size < 4 * self.grid:
             raise ValueError(f"size {self.size} too small for a {self.grid}x{self.grid} grid")
 

@@ -147,7 +147,15 @@ class ARRCOCVisionModel(ARRCOCPreTrainedModel):
                              f"region grid (need at least {4 * self.config.grid} pixels per side)")
         if not torch.isfinite(pixel_values).all():
             raise ValueError("pixel_values contain NaN or inf")
-        return pixel_values
+        # float64 / float16 / bfloat16 pixels are cast to the model's parameter dtype here, at the
+        # boundary (the backbone and the crop resampling run in that dtype)
+        dtype = next(self.parameters()).dtype
+        if pixel_values.dtype == dtype:
+            return pixel_values
+        cast = pixel_values.to(dtype)
+        if not torch.isfinite(cast).all():
+            raise ValueError(f"pixel_values overflow the model's dtype {dtype} (normalised pixels are of order 1)")
+        return cast
 
     def _queries(self, batch, queries, query_input_ids, query_attention_mask, query_embeds, query_mask, device):
         if queries is not None:

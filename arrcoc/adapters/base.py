@@ -8,11 +8,14 @@ and drops them after prefill. No VLM code is patched.
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
 from torch import Tensor
+
+from arrcoc.bayes._validate import check_int
 
 __all__ = ["AdapterOutput", "ARRCOCAdapter", "check_prompts", "left_pad"]
 
@@ -36,10 +39,23 @@ class AdapterOutput:
 
 
 def check_prompts(prompt_ids, batch: int, image_token_id: int) -> list[list[int]]:
-    """Validate B prompts (lists of token ids with at most one image placeholder each)."""
+    """Validate B prompts (lists of token ids with at most one image placeholder each): a (B, L)
+    integer tensor or a sequence of B sequences of non-negative ints."""
+    batch = check_int(batch, "batch", minimum=1)
+    image_token_id = check_int(image_token_id, "image_token_id", minimum=0)
     if isinstance(prompt_ids, Tensor):
+        if prompt_ids.dtype.is_floating_point or prompt_ids.is_complex() or prompt_ids.dtype == torch.bool \
+                or prompt_ids.dim() != 2:
+            raise TypeError(f"prompt_ids must be an integer tensor of shape (B, L) or a list of token-id lists, "
+                            f"got {prompt_ids.dtype} {tuple(prompt_ids.shape)}")
         prompt_ids = prompt_ids.tolist()
-    prompts = [list(map(int, p)) for p in prompt_ids]
+    if isinstance(prompt_ids, (str, bytes)) or not isinstance(prompt_ids, Sequence):
+        raise TypeError(f"prompt_ids must be a list of token-id lists (one per image), got {type(prompt_ids).__name__}")
+    prompts = []
+    for i, p in enumerate(prompt_ids):
+        if isinstance(p, (str, bytes)) or not isinstance(p, (Sequence, Tensor)):
+            raise TypeError(f"prompt_ids[{i}] must be a list of token ids, got {type(p).__name__}")
+        prompts.append([_token_id(t, i) for t in (p.tolist() if isinstance(p, Tensor) else p)])
     if len(prompts) != batch:
         raise ValueError(f"got {batch} images but {len(prompts)} prompts; pass one prompt per image")
     for i, p in enumerate(prompts):
@@ -47,6 +63,12 @@ def check_prompts(prompt_ids, batch: int, image_token_id: int) -> list[list[int]
             raise ValueError(f"prompt {i} has {p.count(image_token_id)} image placeholders (id {image_token_id}); "
                              "at most one is allowed (it marks where the image goes)")
     return prompts
+
+
+def _token_id(t, i: int) -> int:
+    if isinstance(t, bool) or not isinstance(t, numbers.Integral) or t < 0:
+        raise TypeError(f"prompt_ids[{i}] must hold non-negative int token ids, got {t!r}")
+    return int(t)
 
 
 def left_pad(rows: Sequence[Sequence[int]], pad_id: int, extra: Sequence[Sequence[int]] | None = None,

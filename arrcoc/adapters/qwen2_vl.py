@@ -10,6 +10,8 @@ import torch
 from torch import Tensor, nn
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
+from arrcoc.bayes._validate import check_int
+
 from .base import ARRCOCAdapter, check_prompts, left_pad
 
 __all__ = ["Qwen2VLARRCOCAdapter", "ARRCOCProjector"]
@@ -22,7 +24,8 @@ class ARRCOCProjector(nn.Module):
 
     def __init__(self, in_dim: int, out_dim: int, hidden_dim: int | None = None):
         super().__init__()
-        hidden_dim = hidden_dim or 4 * in_dim
+        in_dim, out_dim = check_int(in_dim, "in_dim", minimum=1), check_int(out_dim, "out_dim", minimum=1)
+        hidden_dim = 4 * in_dim if hidden_dim is None else check_int(hidden_dim, "hidden_dim", minimum=1)
         self.norm = nn.LayerNorm(in_dim, eps=1e-6)
         self.mlp = nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.GELU(), nn.Linear(hidden_dim, out_dim))
 

@@ -78,14 +78,14 @@ def build_query_encoder(spec: dict, load_pretrained: bool = True):
     if not isinstance(spec, dict) or "type" not in spec:
         raise ValueError(f"query encoder spec must be a dict with a 'type' key, got {spec!r}")
     if spec["type"] == "bytes":
-        return ByteQueryEncoder(int(spec.get("dim", 64)), int(spec.get("max_length", 128)))
+        return ByteQueryEncoder(spec.get("dim", 64), spec.get("max_length", 128))  # checked there (no truncation)
     if spec["type"] == "hf_text":
         pkg = spec.get("pretrained_package")
         if pkg is not None and pkg != MINILM_PACKAGE:
             raise ValueError(f"unknown pretrained_package {pkg!r}; known: {MINILM_PACKAGE!r}")
         path = str(minilm_path()) if pkg is not None else spec.get("tokenizer_path")
         enc = HFTextQueryEncoder(spec["config"], tokenizer_path=path,
-                                 max_length=int(spec.get("max_length", 64)))
+                                 max_length=spec.get("max_length", 64))
         if pkg is not None and load_pretrained and not _is_meta(enc):
             from transformers import AutoModel
             from transformers.utils import logging as hf_logging

@@ -11,11 +11,18 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from arrcoc.bayes._validate import check_int
+
 __all__ = ["VisionBackbone", "tokens_to_grid"]
 
 
 def tokens_to_grid(tokens: Tensor, side_h: int, side_w: int, grid: int) -> Tensor:
     """(N, side_h*side_w, D) patch tokens -> (N, grid*grid, D), adaptive-average-pooled when needed."""
+    side_h, side_w = check_int(side_h, "side_h", minimum=1), check_int(side_w, "side_w", minimum=1)
+    grid = check_int(grid, "grid", minimum=1)
+    if not isinstance(tokens, Tensor) or tokens.dim() != 3 or tokens.shape[1] != side_h * side_w:
+        got = tuple(tokens.shape) if isinstance(tokens, Tensor) else type(tokens).__name__
+        raise ValueError(f"tokens must have shape (N, side_h*side_w = {side_h * side_w}, D), got {got}")
     if side_h == grid and side_w == grid:
         return tokens
     n, _, d = tokens.shape

@@ -46,6 +46,11 @@ class HFVisionBackbone(VisionBackbone):
 
     def __init__(self, model):
         super().__init__()
+        from transformers import PreTrainedModel
+
+        if not isinstance(model, PreTrainedModel):
+            raise TypeError(f"model must be a transformers vision model (PreTrainedModel), got {type(model).__name__}; "
+                            "build one from a config with HFVisionBackbone.from_config")
         cfg = model.config
         for name in ("patch_size", "image_size", "hidden_size"):
             if not hasattr(cfg, name):

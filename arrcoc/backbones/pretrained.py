@@ -54,6 +54,8 @@ def load_efficientnet_lite0_weights(model: torch.nn.Module) -> torch.nn.Module:
     The source and target state dicts list the same tensors in the same order (stem, 16 blocks,
     head, classifier); each pair must agree in shape. ``num_batches_tracked`` counters are skipped.
     """
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module (timm tf_efficientnet_lite0), got {type(model).__name__}")
     sd = torch.load(efficientnet_lite0_checkpoint(), map_location="cpu", weights_only=True)
     src = [(k, v) for k, v in sd.items() if not k.endswith("num_batches_tracked")]
     dst = model.state_dict()

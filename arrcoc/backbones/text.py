@@ -8,17 +8,21 @@
 from __future__ import annotations
 
 import math
+import os
 import warnings
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
+
+from arrcoc.bayes._validate import check_int
 
 __all__ = ["ByteQueryEncoder", "HFTextQueryEncoder", "sincos_1d"]
 
 
 def sincos_1d(length: int, dim: int, device=None, dtype=torch.float32) -> Tensor:
     """Transformer sinusoidal position table (length, dim)."""
+    length, dim = check_int(length, "length", minimum=0), check_int(dim, "dim", minimum=1)
     pos = torch.arange(length, device=device, dtype=torch.float64)[:, None]  # (T, 1)
     i = torch.arange((dim + 1) // 2, device=device, dtype=torch.float64)  # (dim/2,)
     ang = pos / (10000.0 ** (2 * i / dim))  # (T, dim/2)
@@ -42,10 +46,8 @@ class ByteQueryEncoder(nn.Module):
 
     def __init__(self, dim: int = 64, max_length: int = 128):
         super().__init__()
-        if dim < 2 or max_length < 1:
-            raise ValueError(f"dim must be >= 2 and max_length >= 1, got {dim}, {max_length}")
-        self.dim = int(dim)
-        self.max_length = int(max_length)
+        self.dim = check_int(dim, "dim", minimum=2)
+        self.max_length = check_int(max_length, "max_length", minimum=1)
         self.embed = nn.Embedding(257, self.dim, padding_idx=self.PAD)
 
     def tokenize(self, texts: Sequence[str] | str, device=None) -> tuple[Tensor, Tensor]:
@@ -78,6 +80,11 @@ class HFTextQueryEncoder(nn.Module):
         super().__init__()
         from transformers import AutoConfig, AutoModel
 
+        if not isinstance(config, Mapping):
+            raise TypeError(f"config must be a dict (a transformers text config with 'model_type'), got {type(config).__name__}")
+        if tokenizer_path is not None and not isinstance(tokenizer_path, (str, os.PathLike)):
+            raise TypeError(f"tokenizer_path must be a path or None, got {type(tokenizer_path).__name__}")
+        max_length = check_int(max_length, "max_length", minimum=1)
         d = dict(config)
         if "model_type" not in d:
             raise ValueError("hf_text query encoder config needs 'model_type'")

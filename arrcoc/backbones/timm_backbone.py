@@ -33,10 +33,16 @@ class TimmBackbone(VisionBackbone):
 
     def __init__(self, name: str, kwargs: dict[str, Any] | None = None, model=None):
         super().__init__()
+        if not isinstance(name, str) or not name.strip():
+            raise TypeError(f"name must be a non-empty timm model name (str), got {type(name).__name__} {name!r}")
+        if kwargs is not None and not isinstance(kwargs, dict):
+            raise TypeError(f"kwargs must be a dict of timm.create_model arguments or None, got {type(kwargs).__name__}")
         timm = import_timm()
-        self.name = str(name)
+        self.name = name
         self.kwargs = dict(kwargs or {})
         if model is None:
+            if self.name not in timm.list_models():
+                raise ValueError(f"name {self.name!r} is not a timm model (see timm.list_models())")
             base = {"pretrained": False, "num_classes": 0, **self.kwargs}
             try:
                 model = timm.create_model(self.name, dynamic_img_size=True, **base)

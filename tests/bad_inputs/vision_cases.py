@@ -159,42 +159,8 @@ EXEMPT = {
 
 # Known findings in the owner's area (case id -> what happens); strict xfails: remove an entry once fixed.
 XFAIL = {
-    'arrcoc.adapters.ARRCOCProjector:in_dim':
-        "adapters.ARRCOCProjector: bad in_dim -> raised TypeError that does not name 'in_dim': 'float' object is not iterable",
-    'arrcoc.adapters.base.check_prompts:prompt_ids':
-        'adapters.base.check_prompts: bad prompt_ids -> returns NaN/inf or raises an error that does not name it',
     'arrcoc.assets.make_sample.make_sample_scene:width':
         "assets.make_sample.make_sample_scene: bad width -> raised TypeError that does not name 'width': 'float' object cannot be interpreted as an integer",
-    'arrcoc.backbones.ByteQueryEncoder:dim':
-        'backbones.ByteQueryEncoder: bad dim -> returns NaN/inf or raises an error that does not name it',
-    'arrcoc.backbones.HFTextQueryEncoder:config':
-        'backbones.HFTextQueryEncoder: bad config -> returns NaN/inf or raises an error that does not name it',
-    'arrcoc.backbones.HFVisionBackbone:model':
-        'backbones.HFVisionBackbone: bad model -> returns NaN/inf or raises an error that does not name it',
-    'arrcoc.backbones.TimmBackbone:name':
-        'backbones.TimmBackbone: bad name -> raised RuntimeError (not a clear TypeError/ValueError): Unknown model ()',
-    'arrcoc.backbones.load_efficientnet_lite0_weights:model':
-        'backbones.load_efficientnet_lite0_weights: bad model -> returns NaN/inf or raises an error that does not name it',
-    'arrcoc.backbones.text.sincos_1d:length':
-        'backbones.text.sincos_1d: bad length -> raised RuntimeError (not a clear TypeError/ValueError): upper bound and lower bound inconsistent with step sign',
-    'arrcoc.backbones.tokens_to_grid:grid':
-        "backbones.tokens_to_grid: bad grid -> raised TypeError that does not name 'grid': object of type 'float' has no len()",
-    'arrcoc.modeling.ARRCOCImageProcessor:size':
-        'modeling.ARRCOCImageProcessor: bad size -> returns NaN/inf or raises an error that does not name it',
-    'arrcoc.modeling.ARRCOCVisionModel.forward:pixel_values:dtype':
-        'modeling.ARRCOCVisionModel.forward: bad pixel_values -> returns NaN/inf or raises an error that does not name it',
-    'arrcoc.modeling.grid_boxes:grid':
-        "modeling.grid_boxes: bad grid -> raised TypeError that does not name 'grid': 'float' object cannot be interpreted as an integer",
-    'arrcoc.modeling.regions.crop_resize:size':
-        'modeling.regions.crop_resize: bad size -> raised RuntimeError (not a clear TypeError/ValueError): Input and output sizes should be greater than 0, but got input (H: ',
-    'arrcoc.modeling.regions.grid_edges:grid':
-        "modeling.regions.grid_edges: bad grid -> raised TypeError that does not name 'grid': 'float' object cannot be interpreted as an integer",
-    'arrcoc.modeling.regions.level_side:level':
-        'modeling.regions.level_side: bad level -> returns NaN/inf or raises an error that does not name it',
-    'arrcoc.modeling.regions.sincos_2d:dim':
-        "modeling.regions.sincos_2d: bad dim -> raised TypeError that does not name 'dim': slice indices must be integers or None or have an __index__ method",
-    'arrcoc.modeling.regions.token_centres:side':
-        'modeling.regions.token_centres: bad side -> raised RuntimeError (not a clear TypeError/ValueError): upper bound and lower bound inconsistent with step sign',
     'arrcoc.modeling.zero_shot.build_concept_scorer:backbone_spec':
         'modeling.zero_shot.build_concept_scorer: bad backbone_spec -> returns NaN/inf or raises an error that does not name it',
     'arrcoc.modeling.zero_shot.label_embeddings:encoder':

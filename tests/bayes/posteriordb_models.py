@@ -1,11 +1,11 @@
 """The six posteriordb reference posteriors as batched log densities, plus their reference draws.
 
-Data and reference draws are read from the ``shared/posteriordb`` folder that sits beside the repo
-checkout (``<repo>/../shared/posteriordb``); ``POSTERIORDB`` is None when it is absent and tests skip.
+Data, model info and reference draws are the copies vendored in ``tests/data/posteriordb`` (see its
+README and LICENCE.md), found relative to this file: the tests need nothing outside the repository.
 Each model is an ``arrcoc.bayes.mcmc.Model`` (named parameters with Stan's constraints: positive ->
 log scale, (0, 1) -> logit, ordered -> (x1, x1 + exp(z))) over a batch of chains, written from the
-model descriptions in shared/posteriordb/README.md; ``reported(draws)`` maps the model's draws to the
-quantities the reference draws report (e.g. eight schools non-centred reports theta = mu + tau * theta_trans).
+posteriordb model descriptions; ``reported(draws)`` maps the model's draws to the quantities the
+reference draws report (e.g. eight schools non-centred reports theta = mu + tau * theta_trans).
 """
 from __future__ import annotations
 
@@ -21,14 +21,15 @@ from torch.distributions import constraints
 
 from arrcoc.bayes.mcmc import Model
 
-__all__ = ["POSTERIORDB", "PosteriorCase", "load_data", "load_reference", "CASES", "case",
+__all__ = ["POSTERIORDB", "PosteriorCase", "load_data", "load_reference", "load_posterior_info", "CASES", "case",
            "eight_schools_centered"]
 
-_ROOT = Path(__file__).resolve().parents[2] / ".." / "shared" / "posteriordb"
-POSTERIORDB: Path | None = _ROOT.resolve() if (_ROOT / "draws").is_dir() else None
+POSTERIORDB: Path = Path(__file__).resolve().parents[1] / "data" / "posteriordb"
 
 
 def _read_zip_json(path: Path):
+    if not path.is_file():
+        raise FileNotFoundError(f"vendored posteriordb file {path} is missing (tests/data/posteriordb, see its README)")
     with zipfile.ZipFile(path) as z:
         return json.loads(z.read(z.namelist()[0]))
 
@@ -44,6 +45,16 @@ def load_reference(posterior: str) -> dict[str, torch.Tensor]:
     chains = _read_zip_json(POSTERIORDB / "draws" / f"{posterior}.json.zip")
     names = list(chains[0])
     return {n: torch.tensor([c[n] for c in chains], dtype=torch.float64) for n in names}
+
+
+def load_posterior_info(posterior: str) -> tuple[dict, dict]:
+    """The posterior's description (model / data names, parameter dimensions) and the reference
+    draws' info (how they were made, their diagnostics)."""
+    with open(POSTERIORDB / "posteriors" / f"{posterior}.json") as f:
+        description = json.load(f)
+    with open(POSTERIORDB / "info" / f"{posterior}.info.json") as f:
+        info = json.load(f)
+    return description, info
 
 
 def _normal(x, loc, scale):

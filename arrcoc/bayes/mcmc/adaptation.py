@@ -14,6 +14,7 @@ from typing import Callable, NamedTuple
 
 import torch
 
+from .._validate import check_int, check_probability, check_real
 from .metrics import make_metric
 
 __all__ = [
@@ -45,6 +46,20 @@ class AdaptationConfig:
     adapt_step_size: bool = True  # dual averaging on; off keeps the initial step size
     adapt_metric: bool = True    # windowed metric estimation on; off keeps the initial metric
     pool_chains: bool = False    # False: per-chain metric as in Stan; True: average the chains' estimates
+
+    def __post_init__(self):
+        if self.target_accept is not None:
+            check_probability(self.target_accept, "adaptation.target_accept")
+        check_real(self.gamma, "adaptation.gamma", low=0.0, low_open=True)
+        check_real(self.t0, "adaptation.t0", low=0.0)
+        check_real(self.kappa, "adaptation.kappa", low=0.5, high=1.0, low_open=True)
+        for name in ("init_buffer", "term_buffer"):
+            object.__setattr__(self, name, check_int(getattr(self, name), f"adaptation.{name}", minimum=0))
+        object.__setattr__(self, "base_window", check_int(self.base_window, "adaptation.base_window", minimum=1))
+        check_real(self.regularize, "adaptation.regularize", low=0.0, high=1.0, high_open=True)
+        for name in ("adapt_step_size", "adapt_metric", "pool_chains"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"adaptation.{name} must be True or False, got {getattr(self, name)!r}")
 
 
 class DualAveragingState(NamedTuple):

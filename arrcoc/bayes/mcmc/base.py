@@ -8,16 +8,20 @@ gradient because chain c's log density depends only on row c.
 """
 from __future__ import annotations
 
+import abc
 import math
-from typing import Callable, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Protocol, Sequence
 
 import torch
 from torch.distributions import Distribution, Transform, biject_to, constraints
 from torch.distributions.constraints import Constraint
 
+from .._validate import check_generator
 from .compiled import CompiledLogDensity, autograd_value_and_grad
 
 __all__ = [
+    "Kernel",
+    "Adaptation",
     "LogDensityFn",
     "value_and_grad",
     "safe_logdensity",
@@ -29,6 +33,76 @@ __all__ = [
 ]
 
 LogDensityFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+class Adaptation(Protocol):
+    """What ``Kernel.warmup`` returns: the warmup's adaptation of the kernel's parameters, as pure steps.
+
+    init(state, params) -> adaptation state.
+    update(adaptation_state, state, info, params, generator[, mask]) -> (adaptation_state, params):
+        after each warmup transition.  ``mask`` (C,) bool is passed only for asynchronous kernels
+        (the chains whose transition ended at this step); synchronous kernels may omit the argument.
+    final(adaptation_state, params[, mask]) -> params: at the end of warmup (per chain under ``mask``).
+    """
+
+    def init(self, state, params) -> Any: ...
+
+    def update(self, adaptation_state, state, info, params, generator, mask=None) -> tuple[Any, Any]: ...
+
+    def final(self, adaptation_state, params, mask=None) -> Any: ...
+
+
+class Kernel(abc.ABC):
+    """What the driver (``sample``) asks of a kernel; every kernel of this package subclasses it, and
+    so must a new one (``sample`` refuses anything else).  States, parameters and infos are the
+    kernel's own NamedTuples over C chains; positions are flat unconstrained (C, d).
+
+    Required:
+      init(position, logdensity_fn) -> state at the initial positions (C, d).
+      init_params(state, logdensity_fn, generator) -> params before warmup (step size, metric, ...).
+      step(state, generator, logdensity_fn, params) -> (state, info): one transition of every chain
+          (or, for an asynchronous kernel, one slice of every chain's transition); info is a NamedTuple
+          of per-chain tensors (C,).
+    Optional (the defaults suit a kernel whose state has ``position`` and ``logdensity``):
+      warmup(num_warmup, logdensity_fn) -> an ``Adaptation`` or None (default: none, warmup is burn-in).
+      draw_position(state) -> (C, d) the position a draw records (default ``state.position``).
+      draw_logdensity(state) -> (C,) its log density, for the stuck-chain check at the end of warmup
+          (default ``state.logdensity``).
+      is_asynchronous(logdensity_fn) -> bool: True when ``step`` advances every chain a slice of its
+          transition and reports ``info.finished`` (C,) bool for the chains whose draw ended; then
+          ``info_fields`` names the per-draw info fields (besides ``finished``).  Default False.
+      max_depth_hits(info) -> (C, S) bool or None: the draws whose trajectory stopped at the kernel's
+          length cap (NUTS: max tree depth), for the diagnostics; default None (no such cap).
+      default_init: the name of the initialisation strategy used when ``sample(init=None)``
+          ("uniform" unless the kernel says otherwise).
+    """
+
+    info_fields: tuple[str, ...] = ()
+    default_init: str = "uniform"     # the init strategy ``sample(init=None)`` uses (initialization.py)
+
+    @abc.abstractmethod
+    def init(self, position: torch.Tensor, logdensity_fn: LogDensityFn): ...
+
+    @abc.abstractmethod
+    def init_params(self, state, logdensity_fn: LogDensityFn, generator: torch.Generator): ...
+
+    @abc.abstractmethod
+    def step(self, state, generator: torch.Generator, logdensity_fn: LogDensityFn, params): ...
+
+    def warmup(self, num_warmup: int, logdensity_fn: LogDensityFn) -> Adaptation | None:
+        return None
+
+    def draw_position(self, state) -> torch.Tensor:
+        return state.position
+
+    def draw_logdensity(self, state) -> torch.Tensor:
+        return state.logdensity
+
+    def is_asynchronous(self, logdensity_fn: LogDensityFn) -> bool:
+        return False
+
+    def max_depth_hits(self, info: Mapping[str, torch.Tensor]) -> torch.Tensor | None:
+        return None
 
 
 def _sanitize(logp: torch.Tensor) -> torch.Tensor:
@@ -85,13 +159,6 @@ def value_and_grad(
         logp, grad = autograd_value_and_grad(logdensity_fn, x)
     _check_logp(logp, n)
     return _sanitize(logp.detach()), torch.nan_to_num(grad.detach(), nan=0.0, posinf=0.0, neginf=0.0)
-
-
-def check_generator(generator: torch.Generator | None, name: str = "generator") -> torch.Generator:
-    """A torch.Generator is required: randomness is always passed explicitly."""
-    if not isinstance(generator, torch.Generator):
-        raise TypeError(f"{name} must be a torch.Generator, got {type(generator).__name__}")
-    return generator
 
 
 def uniform_like(shape, generator: torch.Generator, dtype, device, low=-2.0, high=2.0) -> torch.Tensor:

@@ -137,7 +137,7 @@ class CompiledLogDensity:
         self.fallback_reason: str | None = None
         self.compile_seconds = 0.0       # time spent compiling graphs for this log density (wall clock)
         self.graphs: dict[tuple, "CompiledGraph"] = {}   # value-and-gradient graph per input layout
-        self._kernels: dict[tuple, object] = {}          # sampler steps compiled on it (nuts_async), per layout
+        self._kernels: dict[tuple, object] = {}          # sampler steps compiled on it (run_step), per layout
         self._forward = None
 
     @property
@@ -177,6 +177,52 @@ class CompiledLogDensity:
             self._fail(err, "the forward could not be compiled", "running eagerly")
             self._forward = self.fn
             return autograd_value_and_grad(self.fn, x)
+
+    def run_step(self, name: str, options: tuple, build: Callable[[Callable], Callable], args: tuple):
+        """Run a sampler step compiled together with this log density, or return None.
+
+        ``build(value_and_grad_fn)`` gives the step as a function of the tensors ``args`` returning a
+        tuple of tensors, where ``value_and_grad_fn(q) -> (log p, gradient)`` is this log density's
+        traceable, sanitised value and gradient (``functional_value_and_grad``).  The step is compiled
+        on first use per (name, options, layout of ``args``: shapes, strides, dtypes, devices) by
+        ``compile_graph`` (no per-call guards) and kept in ``_kernels``, so later runs on this object
+        compile nothing; if that build fails, by ``torch.compile`` (with a warning saying why).  If
+        the step cannot be traced at all, ``fallback_reason`` says why (with a warning) and None is
+        returned, as on every later call: the caller then runs its step eagerly.  ``strict`` raises."""
+        if self.fallback_reason is not None:
+            return None
+        try:
+            return self._step_callable(name, options, build, args)(*args)
+        except Exception as err:  # noqa: BLE001 - tracing failure: the caller falls back to its eager step
+            if self.strict:
+                raise
+            self.fallback_reason = failure_reason(err)
+            warnings.warn(f"compiled {name} could not be traced as one graph ({self.fallback_reason}); "
+                          "running it eagerly", RuntimeWarning, stacklevel=3)
+            return None
+
+    def _step_callable(self, name: str, options: tuple, build: Callable, args: tuple) -> Callable:
+        layout = tuple((tuple(t.shape), t.stride(), t.dtype, t.device) for t in args)  # inductor checks none
+        key = (name, options, layout)
+        if key not in self._kernels:
+            t = time.perf_counter()
+            try:
+                self._kernels[key] = compile_graph(build(functional_value_and_grad(self.fn)), args, config=self.config)
+                self.compile_seconds += time.perf_counter() - t
+            except Exception as err:  # noqa: BLE001 - make_fx / inductor failure: try torch.compile next
+                if self.strict:
+                    raise
+                self._kernels[key] = None
+                warnings.warn(f"{name}: guard-free compilation failed ({failure_reason(err)}); using torch.compile",
+                              RuntimeWarning, stacklevel=5)
+        graph = self._kernels[key]
+        if graph is not None:
+            return graph
+        dynamo_key = (name, options, "torch.compile")
+        if dynamo_key not in self._kernels:
+            self._kernels[dynamo_key] = torch.compile(build(functional_value_and_grad(self.fn)), fullgraph=True,
+                                                      dynamic=False, mode=self.mode)
+        return self._kernels[dynamo_key]
 
     def _fail(self, err, what, then):
         if self.strict:

@@ -15,7 +15,7 @@ from typing import Callable, NamedTuple, Sequence
 import torch
 
 from .adaptation import AdaptationConfig
-from .base import LogDensityFn, safe_logdensity
+from .base import Kernel, LogDensityFn, safe_logdensity
 from .mh import MHParams, RWMH, proposal_noise
 
 __all__ = ["DAState", "DAInfo", "delayed_acceptance_step", "DelayedAcceptance"]
@@ -77,7 +77,7 @@ def delayed_acceptance_step(state: DAState, generator: torch.Generator, levels: 
 
 
 @dataclass(frozen=True)
-class DelayedAcceptance:
+class DelayedAcceptance(Kernel):
     """Delayed-acceptance random-walk MH; ``surrogates`` are cheap log densities (C, d) -> (C,),
     cheapest first; the driver's log density is the final, exact level."""
     surrogates: Sequence[Callable] = ()

@@ -21,7 +21,7 @@ from typing import Callable, NamedTuple, Sequence
 
 import torch
 
-from .base import Model, safe_logdensity, sample_distribution
+from .base import Kernel, Model, safe_logdensity, sample_distribution
 
 __all__ = ["Conditional", "ConjugateConditional", "MetropolisBlock", "Gibbs", "GibbsState", "GibbsInfo",
            "GibbsParams"]
@@ -95,7 +95,7 @@ class GibbsParams(NamedTuple):
     log_scale: torch.Tensor     # (C, M) log proposal scale per Metropolis block
 
 
-class Gibbs:
+class Gibbs(Kernel):
     """Gibbs kernel over the blocks of a ``Model``; the driver's log density must be that model."""
 
     def __init__(self, model: Model, blocks: Sequence):

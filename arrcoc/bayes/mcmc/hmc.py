@@ -13,7 +13,8 @@ from typing import NamedTuple
 import torch
 
 from .adaptation import AdaptationConfig, WindowAdaptation
-from .base import LogDensityFn, value_and_grad
+from .base import Kernel, LogDensityFn, value_and_grad
+from ._validate import check_hmc_settings, check_int, check_real
 from .integrators import INTEGRATORS, IntegratorState
 from .metrics import Metric, identity_metric, kinetic_energy, make_metric, sample_momentum
 
@@ -49,9 +50,10 @@ def hmc_init(position: torch.Tensor, logdensity_fn: LogDensityFn) -> HMCState:
     return HMCState(position, logp, grad)
 
 
-def hamiltonian(logdensity: torch.Tensor, momentum: torch.Tensor, metric: Metric) -> torch.Tensor:
-    """H = -log pi(q) + K(p), NaN mapped to +inf, (C,)."""
-    h = -logdensity + kinetic_energy(metric, momentum)
+def hamiltonian(logdensity: torch.Tensor, momentum: torch.Tensor, metric: Metric,
+                velocity: torch.Tensor | None = None) -> torch.Tensor:
+    """H = -log pi(q) + K(p), NaN mapped to +inf, (C,); ``velocity`` M^{-1} p (C, d) if already computed."""
+    h = -logdensity + kinetic_energy(metric, momentum, velocity)
     return torch.nan_to_num(h, nan=math.inf)
 
 
@@ -118,7 +120,7 @@ def find_reasonable_step_size(state: HMCState, generator: torch.Generator, logde
 
 
 @dataclass(frozen=True)
-class HMC:
+class HMC(Kernel):
     """Static-path HMC kernel with Stan-style warmup."""
     num_steps: int = 16               # path length in leapfrog steps; tune to the target's scale
     step_size: float | None = None    # None: Stan's heuristic from 1.0 at the initial point
@@ -129,13 +131,12 @@ class HMC:
     max_delta_energy: float = 1000.0  # Stan's divergence threshold on the energy error
     step_size_jitter: float = 0.0     # Stan's default (none); 0.2-0.5 breaks fixed-path resonances on near-Gaussian targets
     adaptation: AdaptationConfig = field(default_factory=AdaptationConfig)
+    default_init = "optimize"         # as NUTS: multi-start short optimisation (initialization.py)
 
     def __post_init__(self):
-        _check_common(self)
-        if not isinstance(self.num_steps, int) or self.num_steps < 1:
-            raise ValueError(f"num_steps must be a positive integer, got {self.num_steps!r}")
-        if not 0.0 <= self.step_size_jitter < 1.0:
-            raise ValueError(f"step_size_jitter must lie in [0, 1), got {self.step_size_jitter}")
+        check_hmc_settings(self)
+        object.__setattr__(self, "num_steps", check_int(self.num_steps, "num_steps", minimum=1))
+        check_real(self.step_size_jitter, "step_size_jitter", low=0.0, high=1.0, high_open=True)
 
     def init(self, position, logdensity_fn):
         return hmc_init(position, logdensity_fn)
@@ -149,17 +150,6 @@ class HMC:
 
     def warmup(self, num_warmup, logdensity_fn):
         return _window(self, num_warmup, logdensity_fn)
-
-
-def _check_common(k):
-    if k.metric not in ("diag", "dense"):
-        raise ValueError(f"metric must be 'diag' or 'dense', got {k.metric!r}")
-    if k.integrator not in INTEGRATORS:
-        raise ValueError(f"integrator must be one of {sorted(INTEGRATORS)}, got {k.integrator!r}")
-    if k.step_size is not None and not k.step_size > 0:
-        raise ValueError(f"step_size must be positive, got {k.step_size}")
-    if not 0 < k.target_accept < 1:
-        raise ValueError(f"target_accept must lie in (0, 1), got {k.target_accept}")
 
 
 def _init_params(k, state, logdensity_fn, generator) -> HMCParams:

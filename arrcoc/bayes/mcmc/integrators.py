@@ -6,14 +6,14 @@ skips their log-density evaluation.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import torch
 
 from .base import LogDensityFn, value_and_grad
 from .metrics import Metric, velocity
 
-__all__ = ["IntegratorState", "leapfrog", "leapfrog_raw", "mclachlan", "INTEGRATORS"]
+__all__ = ["IntegratorState", "leapfrog", "leapfrog_step", "leapfrog_raw", "mclachlan", "INTEGRATORS"]
 
 
 class IntegratorState(NamedTuple):
@@ -43,15 +43,23 @@ def leapfrog(logdensity_fn: LogDensityFn, metric: Metric, state: IntegratorState
     return _freeze(active, IntegratorState(q, p, logp, grad), state)
 
 
-def leapfrog_raw(logdensity_fn, metric, q, p, logp, grad, eps, active=None):
-    """Leapfrog on raw tensors with eps (C, 1); rows outside ``active`` come back meaningless
-    (not evaluated, not frozen) -- the fast path NUTS uses."""
+def leapfrog_step(value_and_grad_fn: Callable, metric: Metric, q: torch.Tensor, p: torch.Tensor,
+                  grad: torch.Tensor, eps: torch.Tensor):
+    """One leapfrog step on raw tensors, eps (C, 1): half kick, drift, ``value_and_grad_fn(q) ->
+    (logp (C,), grad (C, d))``, half kick.  Straight-line tensor code (traceable into one graph).
+    Returns (q, p, logp, grad)."""
     half = 0.5 * eps
     p = torch.addcmul(p, half, grad)                                  # (C, d)
     q = torch.addcmul(q, eps, velocity(metric, p))                    # (C, d)
-    logp, grad = value_and_grad(logdensity_fn, q, active, (logp, grad))
+    logp, grad = value_and_grad_fn(q)
     p = torch.addcmul(p, half, grad)
     return q, p, logp, grad
+
+
+def leapfrog_raw(logdensity_fn, metric, q, p, logp, grad, eps, active=None):
+    """Leapfrog on raw tensors with eps (C, 1); rows outside ``active`` come back meaningless
+    (not evaluated, not frozen) -- the fast path NUTS uses."""
+    return leapfrog_step(lambda x: value_and_grad(logdensity_fn, x, active, (logp, grad)), metric, q, p, grad, eps)
 
 
 # McLachlan (1995) two-stage minimum-error coefficient

@@ -65,6 +65,6 @@ def velocity(metric: Metric, p: torch.Tensor) -> torch.Tensor:
     return (metric.inverse_mass @ p.unsqueeze(-1)).squeeze(-1)
 
 
-def kinetic_energy(metric: Metric, p: torch.Tensor) -> torch.Tensor:
-    """p^T M^{-1} p / 2, (C,)."""
-    return 0.5 * (p * velocity(metric, p)).sum(-1)
+def kinetic_energy(metric: Metric, p: torch.Tensor, v: torch.Tensor | None = None) -> torch.Tensor:
+    """p^T M^{-1} p / 2, (C,); ``v`` = M^{-1} p (C, d) when the caller has it already."""
+    return 0.5 * (p * (velocity(metric, p) if v is None else v)).sum(-1)

@@ -13,7 +13,8 @@ from typing import NamedTuple
 import torch
 
 from .adaptation import AdaptationConfig, WindowAdaptation
-from .base import LogDensityFn, safe_logdensity
+from ._validate import check_mh_settings
+from .base import Kernel, LogDensityFn, safe_logdensity
 from .metrics import Metric, identity_metric
 
 __all__ = ["MHState", "MHInfo", "MHParams", "rwmh_init", "rwmh_step", "proposal_noise", "RWMH"]
@@ -64,7 +65,7 @@ def rwmh_step(state: MHState, generator: torch.Generator, logdensity_fn: LogDens
 
 
 @dataclass(frozen=True)
-class RWMH:
+class RWMH(Kernel):
     """Random-walk Metropolis kernel with warmup adaptation of scale and proposal covariance."""
     step_size: float | None = None      # None: 2.38 / sqrt(d), optimal for Gaussian targets (Roberts et al.)
     metric: str = "diag"                # proposal covariance learnt per coordinate; "dense" for correlated targets
@@ -75,10 +76,7 @@ class RWMH:
     adaptation: AdaptationConfig = field(default_factory=lambda: AdaptationConfig(gamma=1.0))
 
     def __post_init__(self):
-        if self.metric not in ("diag", "dense"):
-            raise ValueError(f"metric must be 'diag' or 'dense', got {self.metric!r}")
-        if self.step_size is not None and not self.step_size > 0:
-            raise ValueError(f"step_size must be positive, got {self.step_size}")
+        check_mh_settings(self)
 
     def init(self, position, logdensity_fn):
         return rwmh_init(position, logdensity_fn)

@@ -12,6 +12,10 @@ density is no longer evaluated) while the others go on.  The result is Stan's al
   including Stan's extra checks across neighbouring subtrees (left half + first state of the right
   half, last state of the left half + right half), and at each merge of the trajectory;
 * max tree depth; divergence when the energy error exceeds ``max_delta_energy`` (or is NaN).
+
+The pieces of the tree (leaf energy, progressive sampling, U-turn checks on checkpoint records) are
+those of ``trajectory.py``, which the asynchronous batching (``nuts_async.py``) calls as well; the
+``NUTS`` kernel picks the batching (``batching=``).
 """
 from __future__ import annotations
 
@@ -22,12 +26,15 @@ from typing import NamedTuple
 import torch
 
 from .adaptation import AdaptationConfig
-from .base import LogDensityFn
-from .hmc import HMCParams, HMCState, _check_common, _init_params, _window, hmc_init
+from .base import Kernel, LogDensityFn
+from .compiled import CompiledLogDensity
+from ._validate import check_choice, check_hmc_settings, check_int
+from .hmc import HMCParams, HMCState, _init_params, _window, hmc_init
 from .integrators import INTEGRATORS, IntegratorState, leapfrog_raw
 from .metrics import Metric, sample_momentum, velocity
-from .compiled import CompiledLogDensity
-from .nuts_async import NUTSTreeState, no_uturn, nuts_async_init, nuts_async_step
+from .nuts_async import NUTSTreeState, nuts_async_init, nuts_async_step
+from .trajectory import (checkpoint_record, energy_error, halves_no_uturn, leaf_energy, merge_no_uturn, merge_subtree,
+                         pack_proposal, sample_leaf, subtree_no_uturn, unpack_proposal)
 
 __all__ = ["NUTSInfo", "nuts_step", "NUTS"]
 
@@ -39,12 +46,6 @@ class NUTSInfo(NamedTuple):
     tree_depth: torch.Tensor    # (C,) number of doublings merged
     num_steps: torch.Tensor     # (C,) leapfrog steps taken
     step_size: torch.Tensor     # (C,)
-
-
-def _where(mask, a: IntegratorState, b: IntegratorState) -> IntegratorState:
-    m = mask.unsqueeze(-1)
-    return IntegratorState(torch.where(m, a.position, b.position), torch.where(m, a.momentum, b.momentum),
-                           torch.where(mask, a.logdensity, b.logdensity), torch.where(m, a.grad, b.grad))
 
 
 def _popcount(n: int) -> int:
@@ -70,119 +71,107 @@ def _raw_integrator(name: str):
     return step
 
 
+def _pick(mask: torch.Tensor, a: tuple, b: tuple) -> tuple:
+    """Per chain, the entries of ``a`` where ``mask`` (C,) else of ``b`` ((C, d) or (C,) tensors)."""
+    m = mask.unsqueeze(-1)
+    return tuple(torch.where(m if x.dim() == 2 else mask, x, y) for x, y in zip(a, b))
+
+
 def nuts_step(state: HMCState, generator: torch.Generator, logdensity_fn: LogDensityFn, step_size: torch.Tensor,
               metric: Metric, max_tree_depth: int = 10, integrator: str = "leapfrog",
               max_delta_energy: float = 1000.0) -> tuple[HMCState, NUTSInfo]:
-    """One NUTS transition for all chains (see the module docstring)."""
+    """One NUTS transition for all chains (see the module docstring; the tree pieces are in
+    ``trajectory.py``)."""
     integrate = _raw_integrator(integrator)
     q0 = state.position
     C, d = q0.shape
     dt, dev = q0.dtype, q0.device
-    inf = math.inf
     p0 = sample_momentum(metric, generator, q0)                       # (C, d)
     v0 = velocity(metric, p0)                                         # (C, d) p sharp
-    h0 = torch.nan_to_num(0.5 * (p0 * v0).sum(-1) - state.logdensity, nan=inf)  # (C,)
+    h0 = leaf_energy(state.logdensity, p0, v0, metric)                # (C,)
     # trajectory ends: (q, p, logp, grad) and velocity at each end
     left = right = (q0, p0, state.logdensity, state.grad)
     v_left = v_right = v0
-    rho = p0                                                          # (C, d) sum of momenta over the tree
-    # sampled state packed as [q | grad | logp | H]  (C, 2d + 2)
-    prop = torch.cat([q0, state.grad, state.logdensity.unsqueeze(-1), h0.unsqueeze(-1)], -1)
-    log_w = torch.zeros(C, dtype=dt, device=dev)                      # log sum of exp(h0 - H) over the tree
+    momentum_sum = p0                                                 # (C, d) over the merged trajectory
+    proposal = pack_proposal(q0, state.grad, state.logdensity, h0)    # (C, 2d + 2)
+    log_weight = torch.zeros(C, dtype=dt, device=dev)                 # log sum of exp(h0 - H) over the tree
     active = torch.isfinite(h0)                                       # chains still growing their tree
     depth = torch.zeros(C, dtype=dt, device=dev)
-    n_steps = torch.zeros(C, dtype=dt, device=dev)
-    sum_acc = torch.zeros(C, dtype=dt, device=dev)
+    num_steps = torch.zeros(C, dtype=dt, device=dev)
+    sum_accept = torch.zeros(C, dtype=dt, device=dev)
     divergent = ~active
 
     for k in range(max_tree_depth):
         if not bool(active.any()):
             break
-        fwd = torch.rand(C, generator=generator, dtype=dt, device=dev) > 0.5   # (C,) direction
-        fwd1 = fwd.unsqueeze(-1)
-        eps = torch.where(fwd, step_size, -step_size).unsqueeze(-1)    # (C, 1)
-        q, p, lp, g = (torch.where(fwd1, r, l) if r.dim() == 2 else torch.where(fwd, r, l)
-                       for r, l in zip(right, left))
+        forward = torch.rand(C, generator=generator, dtype=dt, device=dev) > 0.5   # (C,) direction
+        eps = torch.where(forward, step_size, -step_size).unsqueeze(-1)  # (C, 1)
+        q, p, lp, g = _pick(forward, right, left)
         log_u = torch.rand(2 ** k + 1, C, generator=generator, dtype=dt, device=dev).log()  # (2^k + 1, C)
         # ---- build a subtree of 2^k leaves, leaf by leaf, for all building chains at once
         building = active
-        sub_log_w = torch.full((C,), -inf, dtype=dt, device=dev)
-        sub_prop = prop
-        S = torch.zeros_like(rho)                                     # running momentum sum in the subtree
-        ck = [None] * (k + 1)                                         # checkpoints (p, v, S, p_prev, v_prev)
-        p_prev = v_prev = first_p = first_v = None
+        sub_log_weight = torch.full((C,), -math.inf, dtype=dt, device=dev)
+        sub_proposal = proposal
+        sub_momentum_sum = torch.zeros_like(momentum_sum)             # (C, d)
+        checkpoints: list = [None] * (k + 1)                          # records (C, 5, d), see trajectory.py
+        previous = (torch.zeros_like(p0), torch.zeros_like(p0))       # previous leaf's p, v
         for n in range(2 ** k):
             q, p, lp, g = integrate(logdensity_fn, metric, q, p, lp, g, eps, building)
             v = velocity(metric, p)
-            h = torch.nan_to_num(0.5 * (p * v).sum(-1) - lp, nan=inf)  # (C,)
-            delta = h - h0
-            div = building & ~(delta <= max_delta_energy)               # NaN counts as divergent
-            n_steps = n_steps + building
-            sum_acc = sum_acc + torch.where(building, torch.exp(-delta).clamp(max=1.0), 0.0)
+            h = leaf_energy(lp, p, v, metric)                         # (C,)
+            delta, accept, div = energy_error(h, h0, max_delta_energy)
+            div = building & div
+            num_steps = num_steps + building
+            sum_accept = sum_accept + torch.where(building, accept, 0.0)
             divergent = divergent | div
             ok = building & ~div
-            new_sub_lw = torch.logaddexp(sub_log_w, -delta)
-            take = ok & (log_u[n] < -delta - new_sub_lw)
-            sub_prop = torch.where(take.unsqueeze(-1),
-                                   torch.cat([q, g, lp.unsqueeze(-1), h.unsqueeze(-1)], -1), sub_prop)
-            sub_log_w = torch.where(ok, new_sub_lw, sub_log_w)
-            S = S + p
+            sub_log_weight, sub_proposal = sample_leaf(sub_log_weight, sub_proposal, delta, ok, log_u[n],
+                                                       pack_proposal(q, g, lp, h))
+            sub_momentum_sum = sub_momentum_sum + p
             if n == 0:
                 first_p, first_v = p, v
+            slot = _popcount(n >> 1)
             if n % 2 == 0:
-                ck[_popcount(n >> 1)] = (p, v, S, p_prev, v_prev)
+                checkpoints[slot] = checkpoint_record(p, v, sub_momentum_sum, *previous)
                 building = ok
-            else:
-                i_max = _popcount(n >> 1)
-                va, vb, rh = [], [], []
-                for j in range(1, _trailing_ones(n) + 1):
-                    i = i_max - j + 1
-                    c_p, c_v, c_S, _, _ = ck[i]
-                    va.append(c_v), vb.append(v), rh.append(S - c_S + c_p)          # whole sub-subtree
-                    if j >= 2:
-                        n_p, n_v, n_S, n_pp, n_vp = ck[i + 1]
-                        va.append(c_v), vb.append(n_v), rh.append(n_S - c_S + c_p)  # left half + 1
-                        va.append(n_vp), vb.append(v), rh.append(S - n_S + n_p + n_pp)  # 1 + right half
-                if len(va) == 1:
-                    keep = no_uturn(va[0], vb[0], rh[0])
+            else:                                                     # sub-subtrees of 2^j leaves end here
+                completed = _trailing_ones(n)
+                if completed == 1:
+                    keep = subtree_no_uturn(checkpoints[slot], sub_momentum_sum, v)
                 else:
-                    keep = no_uturn(torch.stack(va, 1), torch.stack(vb, 1), torch.stack(rh, 1)).all(-1)
+                    starts = torch.stack([checkpoints[slot - j + 1] for j in range(1, completed + 1)], 1)
+                    right_starts = torch.stack([checkpoints[slot - j + 2] for j in range(2, completed + 1)], 1)
+                    s1, v1 = sub_momentum_sum.unsqueeze(1), v.unsqueeze(1)   # (C, 1, d)
+                    keep = (subtree_no_uturn(starts, s1, v1).all(-1)
+                            & halves_no_uturn(starts[:, 1:], right_starts, s1, v1).all(-1))
                 building = ok & keep
-            p_prev, v_prev = p, v
+            previous = (p, v)
             if not bool(building.any()):
                 break
         # ---- merge the valid subtrees into the trajectories
         valid = building                                              # active, no divergence, no inner U-turn
-        take = valid & (log_u[-1] < sub_log_w - log_w)
-        prop = torch.where(take.unsqueeze(-1), sub_prop, prop)
-        log_w = torch.where(valid, torch.logaddexp(log_w, sub_log_w), log_w)
+        log_weight, proposal = merge_subtree(log_weight, proposal, sub_log_weight, sub_proposal, valid, log_u[-1])
         depth = depth + valid
-        # U-turn checks across the merged trajectory (Stan's three checks)
-        v_far = torch.where(fwd1, v_left, v_right)                    # old tree's far end
-        p_adj = torch.where(fwd1, right[1], left[1])                  # old tree's adjacent end
-        v_adj = torch.where(fwd1, v_right, v_left)
-        rho_tot = rho + S
-        keep = no_uturn(torch.stack([v_far, v_far, v_adj], 1), torch.stack([v, first_v, v], 1),
-                          torch.stack([rho_tot, rho + first_p, S + p_adj], 1)).all(-1)
-        valid1 = valid.unsqueeze(-1)
-        rho = torch.where(valid1, rho_tot, rho)
-        new_right = (valid & fwd)
-        new_left = (valid & ~fwd)
-        nr1, nl1 = new_right.unsqueeze(-1), new_left.unsqueeze(-1)
-        end = (q, p, lp, g)
-        right = tuple(torch.where(nr1 if e.dim() == 2 else new_right, e, r) for e, r in zip(end, right))
-        left = tuple(torch.where(nl1 if e.dim() == 2 else new_left, e, l) for e, l in zip(end, left))
-        v_right = torch.where(nr1, v, v_right)
-        v_left = torch.where(nl1, v, v_left)
+        fwd1 = forward.unsqueeze(-1)
+        keep = merge_no_uturn(torch.where(fwd1, v_left, v_right),     # old trajectory's far end
+                              torch.where(fwd1, v_right, v_left),     # ... and near end
+                              torch.where(fwd1, right[1], left[1]), v, first_p, first_v, momentum_sum,
+                              sub_momentum_sum)
+        momentum_sum = torch.where(valid.unsqueeze(-1), momentum_sum + sub_momentum_sum, momentum_sum)
+        new_right, new_left = valid & forward, valid & ~forward
+        right = _pick(new_right, (q, p, lp, g), right)
+        left = _pick(new_left, (q, p, lp, g), left)
+        v_right = torch.where(new_right.unsqueeze(-1), v, v_right)
+        v_left = torch.where(new_left.unsqueeze(-1), v, v_left)
         active = valid & keep
 
-    new_state = HMCState(prop[:, :d], prop[:, 2 * d], prop[:, d:2 * d])
-    accept = sum_acc / n_steps.clamp(min=1.0)
-    return new_state, NUTSInfo(accept, divergent, prop[:, 2 * d + 1], depth, n_steps, step_size)
+    position, logdensity, grad, energy = unpack_proposal(proposal, d)
+    accept = sum_accept / num_steps.clamp(min=1.0)
+    return HMCState(position, logdensity, grad), NUTSInfo(accept, divergent, energy, depth, num_steps, step_size)
 
 
 @dataclass(frozen=True)
-class NUTS:
+class NUTS(Kernel):
     """No-U-Turn Sampler with Stan-style warmup (dual averaging + windowed metric)."""
     max_tree_depth: int = 10          # Stan's default: at most 1023 leapfrog steps per draw
     step_size: float | None = None    # None: Stan's heuristic from 1.0 at the initial point
@@ -205,22 +194,23 @@ class NUTS:
     leapfrog_per_call: int = 1
 
     def __post_init__(self):
-        _check_common(self)
-        if not isinstance(self.max_tree_depth, int) or self.max_tree_depth < 1:
-            raise ValueError(f"max_tree_depth must be a positive integer, got {self.max_tree_depth!r}")
-        if self.batching not in ("auto", "async", "lockstep"):
-            raise ValueError(f"batching must be 'auto', 'async' or 'lockstep', got {self.batching!r}")
+        check_hmc_settings(self)
+        # 30 doublings = 2^30 leapfrog steps per draw: far beyond any useful trajectory
+        object.__setattr__(self, "max_tree_depth", check_int(self.max_tree_depth, "max_tree_depth", minimum=1,
+                                                             maximum=30))
+        check_choice(self.batching, "batching", ("auto", "async", "lockstep"))
         if self.batching == "async" and self.integrator != "leapfrog":
             raise ValueError(f"batching='async' integrates with leapfrog; integrator={self.integrator!r} "
                              "needs batching='lockstep'")
-        if isinstance(self.leapfrog_per_call, bool) or not isinstance(self.leapfrog_per_call, int) \
-                or self.leapfrog_per_call < 1:
-            raise ValueError(f"leapfrog_per_call must be a positive integer, got {self.leapfrog_per_call!r}")
+        object.__setattr__(self, "leapfrog_per_call", check_int(self.leapfrog_per_call, "leapfrog_per_call", minimum=1))
         if self.batching == "async" and self.adaptation.pool_chains:
             raise ValueError("adaptation.pool_chains needs batching='lockstep' (async chains end their "
                              "warmup windows at different times)")
 
     info_fields = NUTSInfo._fields   # what an asynchronous step reports per finished draw (and ``finished``)
+    # multi-start short optimisation: a chain started uniformly can settle in a minor mode for good
+    # (posteriordb's low_dim_gauss_mix, seed 1: R-hat 1.53); gradients are at hand anyway
+    default_init = "optimize"
 
     def is_asynchronous(self, logdensity_fn) -> bool:
         """True when ``step`` advances every chain by one leapfrog step and reports ``info.finished``."""
@@ -252,3 +242,8 @@ class NUTS:
 
     def warmup(self, num_warmup, logdensity_fn):
         return _window(self, num_warmup, self._helper_fn(logdensity_fn))
+
+    def max_depth_hits(self, info):
+        """Draws whose tree reached ``max_tree_depth`` doublings (C, S) bool (a U-turn never stopped them)."""
+        depth = info.get("tree_depth")
+        return None if depth is None else depth >= self.max_tree_depth

@@ -9,11 +9,12 @@ trajectory ends, U-turn checkpoints.  A chain whose tree ends returns its draw a
 trajectory at the next step while the others carry on, so no leapfrog step is wasted.
 
 The step is one straight-line tensor program (no Python branch depends on data), so it runs as is on
-CPU or GPU and compiles into a single graph with ``torch.compile`` when the log density is a
-``CompiledLogDensity`` (``sample(..., compile=True)``).  The algorithm per chain is the one of
-``nuts.py`` (Stan's): multinomial sampling (uniform inside a subtree, biased at merges), the
-generalised U-turn criterion on every completed sub-subtree including the checks across neighbouring
-subtrees, max tree depth, divergence when the energy error exceeds ``max_delta_energy``.
+CPU or GPU and compiles into a single graph when the log density is a ``CompiledLogDensity``
+(``sample(..., compile=True)``; the graphs are built and cached by ``CompiledLogDensity.run_step``).
+The algorithm per chain is the one of ``nuts.py`` (Stan's), from the same pieces (``trajectory.py``):
+multinomial sampling (uniform inside a subtree, biased at merges), the generalised U-turn criterion on
+every completed sub-subtree including the checks across neighbouring subtrees, max tree depth,
+divergence when the energy error exceeds ``max_delta_energy``.
 
 Pure functions: ``nuts_async_init(hmc_state, max_tree_depth)`` and
 ``nuts_async_step(state, generator, logdensity_fn, step_size, metric, ...) -> (state, info)``, where
@@ -23,47 +24,47 @@ Pure functions: ``nuts_async_init(hmc_state, max_tree_depth)`` and
 from __future__ import annotations
 
 import math
-import time
-import warnings
 from typing import Callable, NamedTuple
 
 import torch
 
 from .base import value_and_grad
-from .compiled import CompiledLogDensity, compile_graph, failure_reason, functional_value_and_grad
+from .compiled import CompiledLogDensity
 from .hmc import HMCState
+from .integrators import leapfrog_step
 from .metrics import Metric, momentum_from_normal, velocity
+from .trajectory import (checkpoint_record, energy_error, halves_no_uturn, leaf_energy, merge_no_uturn, merge_subtree,
+                         pack_proposal, sample_leaf, subtree_no_uturn, unpack_proposal)
 
-__all__ = ["NUTSTreeState", "NUTSAsyncInfo", "nuts_async_init", "nuts_async_step", "tree_step", "tree_block",
-           "no_uturn"]
+__all__ = ["NUTSTreeState", "NUTSAsyncInfo", "nuts_async_init", "nuts_async_step", "tree_step", "tree_block"]
 
 
 class _Fields(NamedTuple):
     """Every chain's place in its NUTS program, field by field (packed into ``NUTSTreeState``)."""
-    position: torch.Tensor   # (C, d) the chain's current draw
-    logdensity: torch.Tensor  # (C,)
-    grad: torch.Tensor       # (C, d)
-    fresh: torch.Tensor      # (C,) bool: start a new trajectory at the next step
-    new_sub: torch.Tensor    # (C,) bool: start a new subtree at the next step
-    h0: torch.Tensor         # (C,) energy at the trajectory's start
-    left: torch.Tensor       # (C, 4, d) left end: q, p, grad, velocity
-    right: torch.Tensor      # (C, 4, d) right end
-    rho: torch.Tensor        # (C, d) momentum sum over the merged trajectory
-    prop: torch.Tensor       # (C, 2d + 2) sampled state [q | grad | logp | H]
-    log_w: torch.Tensor      # (C,) log total weight of the merged trajectory
-    depth: torch.Tensor      # (C,) long: doublings merged so far (= subtree exponent being built)
-    n: torch.Tensor          # (C,) long: leaves built in the current subtree
-    fwd: torch.Tensor        # (C,) bool: direction of the current subtree
-    front: torch.Tensor      # (C, 3, d) integration front: q, p, grad
-    S: torch.Tensor          # (C, d) momentum sum of the current subtree
-    sub_log_w: torch.Tensor  # (C,) log weight of the current subtree
-    sub_prop: torch.Tensor   # (C, 2d + 2) state sampled inside the current subtree
-    first: torch.Tensor      # (C, 2, d) first leaf of the subtree: p, velocity
-    prev: torch.Tensor       # (C, 2, d) previous leaf: p, velocity
-    ck: torch.Tensor         # (C, K + 1, 5, d) U-turn checkpoints: p, velocity, S, previous p, previous velocity
-    n_steps: torch.Tensor    # (C,) leapfrog steps in the current trajectory
-    sum_acc: torch.Tensor    # (C,) sum of min(1, exp(-dH)) over the trajectory
-    divergent: torch.Tensor  # (C,) bool
+    position: torch.Tensor             # (C, d) the chain's current draw
+    logdensity: torch.Tensor           # (C,)
+    grad: torch.Tensor                 # (C, d)
+    starts_trajectory: torch.Tensor    # (C,) bool: start a new trajectory at the next step
+    starts_subtree: torch.Tensor       # (C,) bool: start a new subtree at the next step
+    initial_energy: torch.Tensor       # (C,) energy at the trajectory's start
+    left: torch.Tensor                 # (C, 4, d) left end: q, p, grad, velocity
+    right: torch.Tensor                # (C, 4, d) right end
+    momentum_sum: torch.Tensor         # (C, d) momentum sum over the merged trajectory
+    proposal: torch.Tensor             # (C, 2d + 2) sampled state [q | grad | logp | H]
+    log_weight: torch.Tensor           # (C,) log total weight of the merged trajectory
+    depth: torch.Tensor                # (C,) long: doublings merged so far (= subtree exponent being built)
+    leaf_index: torch.Tensor           # (C,) long: leaves built in the current subtree
+    forward: torch.Tensor              # (C,) bool: direction of the current subtree
+    front: torch.Tensor                # (C, 3, d) integration front: q, p, grad
+    subtree_momentum_sum: torch.Tensor  # (C, d) momentum sum of the current subtree
+    subtree_log_weight: torch.Tensor   # (C,) log weight of the current subtree
+    subtree_proposal: torch.Tensor     # (C, 2d + 2) state sampled inside the current subtree
+    first_leaf: torch.Tensor           # (C, 2, d) first leaf of the subtree: p, velocity
+    previous_leaf: torch.Tensor        # (C, 2, d) previous leaf: p, velocity
+    checkpoints: torch.Tensor          # (C, K + 1, 5, d) U-turn checkpoint records (trajectory.py)
+    num_steps: torch.Tensor            # (C,) leapfrog steps in the current trajectory
+    sum_accept_prob: torch.Tensor      # (C,) sum of min(1, exp(-dH)) over the trajectory
+    divergent: torch.Tensor            # (C,) bool
 
 
 class NUTSTreeState(NamedTuple):
@@ -76,49 +77,54 @@ class NUTSTreeState(NamedTuple):
     logdensity: torch.Tensor  # (C,)
     grad: torch.Tensor        # (C, d)
     tree: torch.Tensor        # (C, W) float fields of the tree, laid out by _layout(d, K)
-    flags: torch.Tensor       # (C, 6) long: fresh, new_sub, depth, n, fwd, divergent
+    flags: torch.Tensor       # (C, 6) long: starts_trajectory, starts_subtree, depth, leaf_index, forward, divergent
 
 
-_FLOAT_FIELDS = ("h0", "left", "right", "rho", "prop", "log_w", "front", "S", "sub_log_w",
-                 "sub_prop", "first", "prev", "ck", "n_steps", "sum_acc")
-_INT_FIELDS = ("fresh", "new_sub", "depth", "n", "fwd", "divergent")
-_BOOL_FIELDS = ("fresh", "new_sub", "fwd", "divergent")
+_FLOAT_FIELDS = ("initial_energy", "left", "right", "momentum_sum", "proposal", "log_weight", "front",
+                 "subtree_momentum_sum", "subtree_log_weight", "subtree_proposal", "first_leaf", "previous_leaf",
+                 "checkpoints", "num_steps", "sum_accept_prob")
+_INT_FIELDS = ("starts_trajectory", "starts_subtree", "depth", "leaf_index", "forward", "divergent")
+_BOOL_FIELDS = ("starts_trajectory", "starts_subtree", "forward", "divergent")
+_LAYOUTS: dict = {}
 
 
-def _layout(d: int, K: int) -> dict[str, tuple[int, int, tuple[int, ...]]]:
+def _layout(dim: int, max_tree_depth: int) -> dict[str, tuple[int, int, tuple[int, ...]]]:
     """Column range and per-chain shape of each float field in ``tree``."""
-    if (d, K) in _LAYOUTS:
-        return _LAYOUTS[(d, K)]
-    shapes = {"h0": (), "left": (4, d), "right": (4, d), "rho": (d,), "prop": (2 * d + 2,),
-              "log_w": (), "front": (3, d), "S": (d,), "sub_log_w": (), "sub_prop": (2 * d + 2,),
-              "first": (2, d), "prev": (2, d), "ck": (K + 1, 5, d), "n_steps": (), "sum_acc": ()}
+    if (dim, max_tree_depth) in _LAYOUTS:
+        return _LAYOUTS[(dim, max_tree_depth)]
+    d = dim
+    shapes = {"initial_energy": (), "left": (4, d), "right": (4, d), "momentum_sum": (d,), "proposal": (2 * d + 2,),
+              "log_weight": (), "front": (3, d), "subtree_momentum_sum": (d,), "subtree_log_weight": (),
+              "subtree_proposal": (2 * d + 2,), "first_leaf": (2, d), "previous_leaf": (2, d),
+              "checkpoints": (max_tree_depth + 1, 5, d), "num_steps": (), "sum_accept_prob": ()}
     out, start = {}, 0
     for name in _FLOAT_FIELDS:
         size = math.prod(shapes[name])
         out[name] = (start, start + size, shapes[name])
         start += size
-    _LAYOUTS[(d, K)] = out
+    _LAYOUTS[(dim, max_tree_depth)] = out
     return out
 
 
-_LAYOUTS: dict = {}
+def _width(dim: int, max_tree_depth: int) -> int:
+    return _layout(dim, max_tree_depth)[_FLOAT_FIELDS[-1]][1]
 
 
-def _unpack(s: NUTSTreeState, K: int) -> _Fields:
-    C, d = s.position.shape
-    kw = {}
-    for name, (a, b, shape) in _layout(d, K).items():
-        kw[name] = s.tree[:, a] if shape == () else s.tree[:, a:b].reshape((C,) + shape)
+def _unpack(state: NUTSTreeState, max_tree_depth: int) -> _Fields:
+    C, d = state.position.shape
+    fields = {}
+    for name, (start, stop, shape) in _layout(d, max_tree_depth).items():
+        fields[name] = state.tree[:, start] if shape == () else state.tree[:, start:stop].reshape((C,) + shape)
     for k, name in enumerate(_INT_FIELDS):
-        kw[name] = s.flags[:, k].bool() if name in _BOOL_FIELDS else s.flags[:, k]
-    return _Fields(position=s.position, logdensity=s.logdensity, grad=s.grad, **kw)
+        fields[name] = state.flags[:, k].bool() if name in _BOOL_FIELDS else state.flags[:, k]
+    return _Fields(position=state.position, logdensity=state.logdensity, grad=state.grad, **fields)
 
 
-def _pack(f: _Fields) -> NUTSTreeState:
-    C = f.position.shape[0]
-    tree = torch.cat([getattr(f, n).reshape(C, -1) for n in _FLOAT_FIELDS], -1)            # (C, W)
-    flags = torch.stack([getattr(f, n).long() for n in _INT_FIELDS], -1)                    # (C, 6)
-    return NUTSTreeState(f.position, f.logdensity, f.grad, tree, flags)
+def _pack(fields: _Fields) -> NUTSTreeState:
+    C = fields.position.shape[0]
+    tree = torch.cat([getattr(fields, n).reshape(C, -1) for n in _FLOAT_FIELDS], -1)            # (C, W)
+    flags = torch.stack([getattr(fields, n).long() for n in _INT_FIELDS], -1)                    # (C, 6)
+    return NUTSTreeState(fields.position, fields.logdensity, fields.grad, tree, flags)
 
 
 class NUTSAsyncInfo(NamedTuple):
@@ -135,132 +141,115 @@ def nuts_async_init(state: HMCState, max_tree_depth: int = 10) -> NUTSTreeState:
     """Tree state for chains at ``state`` (C, d); every chain starts a trajectory at the first step."""
     q = state.position
     C, d = q.shape
-    width = _layout(d, max_tree_depth)["sum_acc"][1]
     flags = torch.zeros(C, len(_INT_FIELDS), dtype=torch.long, device=q.device)
-    flags[:, 0] = 1                                                   # fresh: start a trajectory
+    flags[:, _INT_FIELDS.index("starts_trajectory")] = 1
     return NUTSTreeState(q.clone(), state.logdensity.clone(), state.grad.clone(),
-                         torch.zeros(C, width, dtype=q.dtype, device=q.device), flags)
+                         torch.zeros(C, _width(d, max_tree_depth), dtype=q.dtype, device=q.device), flags)
 
 
-def no_uturn(va: torch.Tensor, vb: torch.Tensor, rho: torch.Tensor) -> torch.Tensor:
-    """Generalised no-U-turn criterion: both end velocities (p sharp) point along the momentum sum rho."""
-    return ((va * rho).sum(-1) > 0) & ((vb * rho).sum(-1) > 0)
-
-
-def tree_step(state: NUTSTreeState, z: torch.Tensor, u: torch.Tensor, step_size: torch.Tensor,
-              inv_mass: torch.Tensor, chol: torch.Tensor | None, vg: Callable, max_tree_depth: int,
-              max_delta_energy: float) -> tuple[NUTSTreeState, torch.Tensor]:
-    """One leapfrog step of every chain's NUTS program, randomness given: z (C, d) standard normal
-    (the momentum of chains starting a trajectory), u (C, 3) uniforms (direction, leaf, merge).
-    ``vg(q) -> (logp (C,), grad (C, d))`` sanitised.  Straight-line code: compiles as one graph.
-    Returns the new state and the info packed as (C, 7) in ``NUTSAsyncInfo`` order."""
+def tree_step(state: NUTSTreeState, normal: torch.Tensor, uniform: torch.Tensor, step_size: torch.Tensor,
+              inverse_mass: torch.Tensor, chol: torch.Tensor | None, value_and_grad_fn: Callable,
+              max_tree_depth: int, max_delta_energy: float) -> tuple[NUTSTreeState, torch.Tensor]:
+    """One leapfrog step of every chain's NUTS program, randomness given: ``normal`` (C, d) standard
+    normal draws (the momentum of chains starting a trajectory), ``uniform`` (C, 3) uniforms (direction,
+    leaf, merge).  ``value_and_grad_fn(q) -> (logp (C,), grad (C, d))`` sanitised.  Straight-line code:
+    compiles as one graph.  Returns the new state and the info packed as (C, 7) in ``NUTSAsyncInfo`` order."""
     s = _unpack(state, max_tree_depth)
     C, d = s.position.shape
-    K = max_tree_depth
-    metric = Metric(inv_mass, chol)
-    inf = math.inf
+    metric = Metric(inverse_mass, chol)
     # ---- 0. chains that start a trajectory: momentum, energy, both ends at the current draw
-    f = s.fresh
-    f1, f2 = f[:, None], f[:, None, None]
-    p0 = momentum_from_normal(metric, z)                             # (C, d)
+    new_trajectory = s.starts_trajectory                              # (C,)
+    new_trajectory_row, new_trajectory_end = new_trajectory[:, None], new_trajectory[:, None, None]
+    p0 = momentum_from_normal(metric, normal)                         # (C, d)
     v0 = velocity(metric, p0)
-    h0 = torch.where(f, torch.nan_to_num(0.5 * (p0 * v0).sum(-1) - s.logdensity, nan=inf), s.h0)  # (C,)
-    end0 = torch.stack([s.position, p0, s.grad, v0], 1)               # (C, 4, d)
-    left = torch.where(f2, end0, s.left)
-    right = torch.where(f2, end0, s.right)
-    rho = torch.where(f1, p0, s.rho)
-    prop = torch.where(f1, torch.cat([s.position, s.grad, s.logdensity.unsqueeze(-1), h0.unsqueeze(-1)], -1), s.prop)
-    log_w = torch.where(f, 0.0, s.log_w)
-    depth = torch.where(f, 0, s.depth)
-    n_steps = torch.where(f, 0.0, s.n_steps)
-    sum_acc = torch.where(f, 0.0, s.sum_acc)
-    divergent = torch.where(f, False, s.divergent)
+    initial_energy = torch.where(new_trajectory, leaf_energy(s.logdensity, p0, v0, metric), s.initial_energy)  # (C,)
+    start_end = torch.stack([s.position, p0, s.grad, v0], 1)          # (C, 4, d)
+    left = torch.where(new_trajectory_end, start_end, s.left)
+    right = torch.where(new_trajectory_end, start_end, s.right)
+    momentum_sum = torch.where(new_trajectory_row, p0, s.momentum_sum)
+    proposal = torch.where(new_trajectory_row, pack_proposal(s.position, s.grad, s.logdensity, initial_energy),
+                           s.proposal)
+    log_weight = torch.where(new_trajectory, 0.0, s.log_weight)
+    depth = torch.where(new_trajectory, 0, s.depth)
+    num_steps = torch.where(new_trajectory, 0.0, s.num_steps)
+    sum_accept_prob = torch.where(new_trajectory, 0.0, s.sum_accept_prob)
+    divergent = torch.where(new_trajectory, False, s.divergent)
     # ---- 1. chains that start a subtree: direction, front at that end, empty subtree sums
-    st = f | s.new_sub
-    st1 = st[:, None]
-    fwd = torch.where(st, u[:, 0] > 0.5, s.fwd)                       # (C,)
-    end = torch.where(fwd[:, None, None], right, left)                # (C, 4, d)
-    front = torch.where(st1[..., None], end[:, :3], s.front)          # (C, 3, d) q, p, grad
-    n = torch.where(st, 0, s.n)
-    S = torch.where(st1, 0.0, s.S)
-    sub_log_w = torch.where(st, -inf, s.sub_log_w)
-    sub_prop = torch.where(st1, prop, s.sub_prop)
-    # ---- 2. one leapfrog step for every chain
-    eps = torch.where(fwd, step_size, -step_size).unsqueeze(-1)      # (C, 1)
-    p = front[:, 1] + 0.5 * eps * front[:, 2]
-    q = front[:, 0] + eps * velocity(metric, p)
-    lp, g = vg(q)                                                     # (C,), (C, d)
-    p = p + 0.5 * eps * g
+    new_subtree = new_trajectory | s.starts_subtree
+    new_subtree_row = new_subtree[:, None]
+    forward = torch.where(new_subtree, uniform[:, 0] > 0.5, s.forward)  # (C,)
+    end = torch.where(forward[:, None, None], right, left)            # (C, 4, d)
+    front = torch.where(new_subtree_row[..., None], end[:, :3], s.front)  # (C, 3, d) q, p, grad
+    leaf_index = torch.where(new_subtree, 0, s.leaf_index)
+    subtree_momentum_sum = torch.where(new_subtree_row, 0.0, s.subtree_momentum_sum)
+    subtree_log_weight = torch.where(new_subtree, -math.inf, s.subtree_log_weight)
+    subtree_proposal = torch.where(new_subtree_row, proposal, s.subtree_proposal)
+    # ---- 2. one leapfrog step for every chain, and the new leaf's weight
+    eps = torch.where(forward, step_size, -step_size).unsqueeze(-1)  # (C, 1)
+    q, p, lp, g = leapfrog_step(value_and_grad_fn, metric, front[:, 0], front[:, 1], front[:, 2], eps)
     v = velocity(metric, p)
-    h = torch.nan_to_num(0.5 * (p * v).sum(-1) - lp, nan=inf)        # (C,)
-    delta = h - h0
-    div = ~(delta <= max_delta_energy) | ~torch.isfinite(h0)          # NaN counts as divergent
-    n_steps = n_steps + 1
-    sum_acc = sum_acc + torch.exp(-delta).clamp(max=1.0)
-    divergent = divergent | div
-    ok = ~div
-    new_sub_lw = torch.logaddexp(sub_log_w, -delta)
-    take = ok & (u[:, 1].log() < -delta - new_sub_lw)                 # uniform progressive sampling
-    sub_prop = torch.where(take[:, None], torch.cat([q, g, lp.unsqueeze(-1), h.unsqueeze(-1)], -1), sub_prop)
-    sub_log_w = torch.where(ok, new_sub_lw, sub_log_w)
-    S = S + p
-    n0 = (n == 0)[:, None, None]
-    first = torch.where(n0, torch.stack([p, v], 1), s.first)         # (C, 2, d)
+    energy = leaf_energy(lp, p, v, metric)                            # (C,)
+    delta, accept_prob, leaf_divergent = energy_error(energy, initial_energy, max_delta_energy)
+    leaf_divergent = leaf_divergent | ~torch.isfinite(initial_energy)
+    num_steps = num_steps + 1
+    sum_accept_prob = sum_accept_prob + accept_prob
+    divergent = divergent | leaf_divergent
+    ok = ~leaf_divergent
+    subtree_log_weight, subtree_proposal = sample_leaf(subtree_log_weight, subtree_proposal, delta, ok,
+                                                       uniform[:, 1].log(), pack_proposal(q, g, lp, energy))
+    subtree_momentum_sum = subtree_momentum_sum + p
+    first_leaf = torch.where((leaf_index == 0)[:, None, None], torch.stack([p, v], 1), s.first_leaf)  # (C, 2, d)
     # ---- 3. U-turn checkpoints (even leaves store, odd leaves check completed sub-subtrees)
-    ar = torch.arange(K + 1, device=n.device)                         # (K+1,)
-    i_max = ((n.unsqueeze(-1) >> 1) >> ar & 1).sum(-1)                # (C,) popcount(n >> 1)
-    even = n % 2 == 0
-    leaf = torch.stack([p, v, S, s.prev[:, 0], s.prev[:, 1]], 1)      # (C, 5, d)
-    store = (even.unsqueeze(-1) & (ar == i_max.unsqueeze(-1)))[..., None, None]  # (C, K+1, 1, 1)
-    ck = torch.where(store, leaf.unsqueeze(1), s.ck)                  # (C, K+1, 5, d)
-    trailing = ((n ^ (n + 1)).unsqueeze(-1) >> ar & 1).sum(-1) - 1   # (C,) trailing ones of n
-    j = ar[1:]                                                        # (K,) 1..K
-    i = i_max.unsqueeze(-1) - j + 1                                   # (C, K)
-    use = (~even).unsqueeze(-1) & (j <= trailing.unsqueeze(-1))       # (C, K)
-    use2 = use & (j >= 2)
-    idx = i.clamp(0, K)[..., None, None].expand(C, K, 5, d)
-    c = ck.gather(1, idx)                                             # (C, K, 5, d) checkpoint i
-    nx = ck.gather(1, (i + 1).clamp(0, K)[..., None, None].expand(C, K, 5, d))  # checkpoint i + 1
-    Sx, vx = S.unsqueeze(1), v.unsqueeze(1)                           # (C, 1, d)
-    whole = no_uturn(c[:, :, 1], vx, Sx - c[:, :, 2] + c[:, :, 0])                          # sub-subtree
-    lhalf = no_uturn(c[:, :, 1], nx[:, :, 1], nx[:, :, 2] - c[:, :, 2] + c[:, :, 0])        # left half + 1
-    rhalf = no_uturn(nx[:, :, 4], vx, Sx - nx[:, :, 2] + nx[:, :, 0] + nx[:, :, 3])        # 1 + right half
-    uturn = (use & ~whole) | (use2 & ~(lhalf & rhalf))
-    sub_ok = ok & ~uturn.any(-1)
-    prev = torch.stack([p, v], 1)
+    slots = torch.arange(max_tree_depth + 1, device=leaf_index.device)     # (K+1,)
+    slot = ((leaf_index.unsqueeze(-1) >> 1) >> slots & 1).sum(-1)     # (C,) popcount(leaf_index >> 1)
+    even = leaf_index % 2 == 0
+    record = checkpoint_record(p, v, subtree_momentum_sum, s.previous_leaf[:, 0], s.previous_leaf[:, 1])  # (C, 5, d)
+    store = (even.unsqueeze(-1) & (slots == slot.unsqueeze(-1)))[..., None, None]  # (C, K+1, 1, 1)
+    checkpoints = torch.where(store, record.unsqueeze(1), s.checkpoints)  # (C, K+1, 5, d)
+    completed = ((leaf_index ^ (leaf_index + 1)).unsqueeze(-1) >> slots & 1).sum(-1) - 1  # (C,) trailing ones
+    sizes = slots[1:]                                                 # (K,) j: sub-subtrees of 2^j leaves
+    start_slot = slot.unsqueeze(-1) - sizes + 1                       # (C, K)
+    check_whole = (~even).unsqueeze(-1) & (sizes <= completed.unsqueeze(-1))   # (C, K)
+    check_halves = check_whole & (sizes >= 2)
+    gather_shape = (C, max_tree_depth, 5, d)
+    starts = checkpoints.gather(1, start_slot.clamp(0, max_tree_depth)[..., None, None].expand(gather_shape))
+    right_starts = checkpoints.gather(1, (start_slot + 1).clamp(0, max_tree_depth)[..., None, None].expand(gather_shape))
+    sum_now, velocity_now = subtree_momentum_sum.unsqueeze(1), v.unsqueeze(1)   # (C, 1, d)
+    uturn = ((check_whole & ~subtree_no_uturn(starts, sum_now, velocity_now))
+             | (check_halves & ~halves_no_uturn(starts, right_starts, sum_now, velocity_now)))   # (C, K)
+    subtree_ok = ok & ~uturn.any(-1)
+    previous_leaf = torch.stack([p, v], 1)
     # ---- 4. a complete valid subtree merges into the trajectory
-    full = (n + 1) == (torch.ones_like(depth) << depth)
-    sub_end = ~sub_ok | full
-    valid = sub_ok & full
-    take_m = valid & (u[:, 2].log() < sub_log_w - log_w)              # biased progressive sampling
-    prop = torch.where(take_m[:, None], sub_prop, prop)
-    log_w = torch.where(valid, torch.logaddexp(log_w, sub_log_w), log_w)
-    fw1 = fwd[:, None]
-    v_far = torch.where(fw1, left[:, 3], right[:, 3])                 # old trajectory's far end
-    p_adj = torch.where(fw1, right[:, 1], left[:, 1])                 # old trajectory's adjacent end
-    v_adj = torch.where(fw1, right[:, 3], left[:, 3])
-    rho_tot = rho + S
-    keep = no_uturn(torch.stack([v_far, v_far, v_adj], 1), torch.stack([v, first[:, 1], v], 1),
-                 torch.stack([rho_tot, rho + first[:, 0], S + p_adj], 1)).all(-1)
-    rho = torch.where(valid[:, None], rho_tot, rho)
+    full = (leaf_index + 1) == (torch.ones_like(depth) << depth)
+    subtree_ends = ~subtree_ok | full
+    valid = subtree_ok & full
+    log_weight, proposal = merge_subtree(log_weight, proposal, subtree_log_weight, subtree_proposal, valid,
+                                         uniform[:, 2].log())
+    forward_row = forward[:, None]
+    keep = merge_no_uturn(torch.where(forward_row, left[:, 3], right[:, 3]),    # old trajectory's far end
+                          torch.where(forward_row, right[:, 3], left[:, 3]),    # ... and near end
+                          torch.where(forward_row, right[:, 1], left[:, 1]), v, first_leaf[:, 0], first_leaf[:, 1],
+                          momentum_sum, subtree_momentum_sum)
+    momentum_sum = torch.where(valid[:, None], momentum_sum + subtree_momentum_sum, momentum_sum)
     new_end = torch.stack([q, p, g, v], 1)                            # (C, 4, d)
-    nr, nl = valid & fwd, valid & ~fwd
-    right = torch.where(nr[:, None, None], new_end, right)
-    left = torch.where(nl[:, None, None], new_end, left)
+    right = torch.where((valid & forward)[:, None, None], new_end, right)
+    left = torch.where((valid & ~forward)[:, None, None], new_end, left)
     depth = depth + valid
-    more = valid & keep & (depth < K)
-    done = sub_end & ~more
+    grows = valid & keep & (depth < max_tree_depth)
+    done = subtree_ends & ~grows
     # ---- 5. finished chains take their draw; the others go on
-    d1 = done[:, None]
-    position = torch.where(d1, prop[:, :d], s.position)
-    grad = torch.where(d1, prop[:, d:2 * d], s.grad)
-    logdensity = torch.where(done, prop[:, 2 * d], s.logdensity)
-    n = torch.where(sub_end, n, n + 1)
-    new_state = _pack(_Fields(position, logdensity, grad, done, more, h0, left, right, rho, prop, log_w,
-                              depth, n, fwd, torch.stack([q, p, g], 1), S, sub_log_w, sub_prop, first, prev, ck,
-                              n_steps, sum_acc, divergent))
-    info = torch.stack([done.to(h.dtype), sum_acc / n_steps, divergent.to(h.dtype), prop[:, 2 * d + 1],
-                        depth.to(h.dtype), n_steps, step_size], -1)   # (C, 7)
+    proposed_position, proposed_logdensity, proposed_grad, proposed_energy = unpack_proposal(proposal, d)
+    done_row = done[:, None]
+    position = torch.where(done_row, proposed_position, s.position)
+    grad = torch.where(done_row, proposed_grad, s.grad)
+    logdensity = torch.where(done, proposed_logdensity, s.logdensity)
+    leaf_index = torch.where(subtree_ends, leaf_index, leaf_index + 1)
+    new_state = _pack(_Fields(position, logdensity, grad, done, grows, initial_energy, left, right, momentum_sum,
+                              proposal, log_weight, depth, leaf_index, forward, torch.stack([q, p, g], 1),
+                              subtree_momentum_sum, subtree_log_weight, subtree_proposal, first_leaf, previous_leaf,
+                              checkpoints, num_steps, sum_accept_prob, divergent))
+    info = torch.stack([done.to(energy.dtype), sum_accept_prob / num_steps, divergent.to(energy.dtype),
+                        proposed_energy, depth.to(energy.dtype), num_steps, step_size], -1)   # (C, 7)
     # float64 data, step size or log density promote float32 chains' arithmetic: compute in the promoted
     # dtype but keep the state's own, so a compiled graph is fed what it was built for at the next step
     dt = state.position.dtype
@@ -269,82 +258,47 @@ def tree_step(state: NUTSTreeState, z: torch.Tensor, u: torch.Tensor, step_size:
     return new_state, info.to(dt)
 
 
-def _eager_vg(logdensity_fn):
-    return lambda q: value_and_grad(logdensity_fn, q)
-
-
-def tree_block(state: NUTSTreeState, z: torch.Tensor, u: torch.Tensor, step_size: torch.Tensor,
-               inv_mass: torch.Tensor, chol: torch.Tensor | None, vg: Callable, max_tree_depth: int,
-               max_delta_energy: float) -> tuple[NUTSTreeState, torch.Tensor]:
-    """``L = z.shape[0]`` leapfrog steps of every chain, z (L, C, d), u (L, C, 3).  A chain whose draw
-    ends inside the block parks (keeps its state) until the block ends, so that at most one draw per
-    chain ends per call and the caller can adapt its parameters before its next trajectory; packing
-    several steps into one compiled call spreads the call's fixed cost over them."""
+def tree_block(state: NUTSTreeState, normal: torch.Tensor, uniform: torch.Tensor, step_size: torch.Tensor,
+               inverse_mass: torch.Tensor, chol: torch.Tensor | None, value_and_grad_fn: Callable,
+               max_tree_depth: int, max_delta_energy: float) -> tuple[NUTSTreeState, torch.Tensor]:
+    """``L = normal.shape[0]`` leapfrog steps of every chain, normal (L, C, d), uniform (L, C, 3).  A chain
+    whose draw ends inside the block parks (keeps its state) until the block ends, so that at most one
+    draw per chain ends per call and the caller can adapt its parameters before its next trajectory;
+    packing several steps into one compiled call spreads the call's fixed cost over them."""
     parked = torch.zeros_like(state.logdensity, dtype=torch.bool)     # (C,)
     out_info = None
-    for step_z, step_u in zip(z.unbind(0), u.unbind(0)):
-        new, info = tree_step(state, step_z, step_u, step_size, inv_mass, chol, vg, max_tree_depth,
-                              max_delta_energy)
-        p1 = parked[:, None]
-        state = NUTSTreeState(torch.where(p1, state.position, new.position),
+    for step_normal, step_uniform in zip(normal.unbind(0), uniform.unbind(0)):
+        new, info = tree_step(state, step_normal, step_uniform, step_size, inverse_mass, chol, value_and_grad_fn,
+                              max_tree_depth, max_delta_energy)
+        parked_row = parked[:, None]
+        state = NUTSTreeState(torch.where(parked_row, state.position, new.position),
                               torch.where(parked, state.logdensity, new.logdensity),
-                              torch.where(p1, state.grad, new.grad), torch.where(p1, state.tree, new.tree),
-                              torch.where(p1, state.flags, new.flags))
-        fresh = (info[:, 0] > 0) & ~parked                            # draws ending at this step
-        out_info = info if out_info is None else torch.where(fresh[:, None], info, out_info)
-        parked = parked | fresh
+                              torch.where(parked_row, state.grad, new.grad),
+                              torch.where(parked_row, state.tree, new.tree),
+                              torch.where(parked_row, state.flags, new.flags))
+        ends_now = (info[:, 0] > 0) & ~parked                         # draws ending at this step
+        out_info = info if out_info is None else torch.where(ends_now[:, None], info, out_info)
+        parked = parked | ends_now
     out_info = torch.cat([parked.to(out_info.dtype)[:, None], out_info[:, 1:]], -1)   # finished = parked
     return state, out_info
 
 
-def _graph_block(fn: CompiledLogDensity, max_tree_depth: int, max_delta_energy: float, args: tuple):
-    """The compiled block for these shapes (``compile_graph``: no per-call guards), built on first use;
-    None once building it has failed (the dynamo-compiled block takes over)."""
-    key = ("nuts_async_graph", max_tree_depth, float(max_delta_energy), len(args),
-           tuple((tuple(t.shape), t.stride(), t.dtype, t.device) for t in args))   # inductor checks no dtype
-    cache = fn._kernels
-    if key not in cache:
-        vg = functional_value_and_grad(fn.fn)
-
-        def flat(position, logdensity, grad, tree, flags, z, u, step_size, inv_mass, *chol):
-            new, info = tree_block(NUTSTreeState(position, logdensity, grad, tree, flags), z, u, step_size, inv_mass,
-                                   chol[0] if chol else None, vg, max_tree_depth, max_delta_energy)
-            return (*new, info)
-        t = time.perf_counter()
-        try:
-            cache[key] = compile_graph(flat, args, config=fn.config)
-            fn.compile_seconds += time.perf_counter() - t
-        except Exception as err:  # noqa: BLE001 - make_fx / inductor failure: try torch.compile next
-            if fn.strict:
-                raise
-            cache[key] = None
-            warnings.warn(f"NUTS step: guard-free compilation failed ({failure_reason(err)}); using torch.compile",
-                          RuntimeWarning, stacklevel=3)
-    return cache[key]
-
-
-def _dynamo_block(fn: CompiledLogDensity, max_tree_depth: int, max_delta_energy: float):
-    key = ("nuts_async", max_tree_depth, float(max_delta_energy))
-    cache = fn._kernels
-    if key not in cache:
-        vg = functional_value_and_grad(fn.fn)
-
-        def block(s, z, u, step_size, inv_mass, chol):
-            return tree_block(s, z, u, step_size, inv_mass, chol, vg, max_tree_depth, max_delta_energy)
-        cache[key] = torch.compile(block, fullgraph=True, dynamic=False, mode=fn.mode)
-    return cache[key]
-
-
-def _compiled_block(fn: CompiledLogDensity, state, z, u, step_size, metric, max_tree_depth, max_delta_energy):
+def _compiled_block(fn: CompiledLogDensity, state: NUTSTreeState, normal, uniform, step_size, metric: Metric,
+                    max_tree_depth: int, max_delta_energy: float):
+    """The block run as one graph compiled with the log density (``CompiledLogDensity.run_step``), or None."""
     # the graph is specialised to strides too (a Cholesky factor comes back column-major): contiguous
-    args = tuple(a.contiguous() for a in (*state, z, u, step_size, metric.inverse_mass)
+    args = tuple(a.contiguous() for a in (*state, normal, uniform, step_size, metric.inverse_mass)
                  + (() if metric.chol is None else (metric.chol,)))
-    graph = _graph_block(fn, max_tree_depth, max_delta_energy, args)
-    if graph is not None:
-        out = graph(*args)
-        return NUTSTreeState(*out[:5]), out[5]
-    return _dynamo_block(fn, max_tree_depth, max_delta_energy)(state, z, u, step_size, metric.inverse_mass,
-                                                               metric.chol)
+
+    def build(value_and_grad_fn):
+        def flat(position, logdensity, grad, tree, flags, normal, uniform, step_size, inverse_mass, *chol):
+            new, info = tree_block(NUTSTreeState(position, logdensity, grad, tree, flags), normal, uniform, step_size,
+                                   inverse_mass, chol[0] if chol else None, value_and_grad_fn, max_tree_depth,
+                                   max_delta_energy)
+            return (*new, info)
+        return flat
+    out = fn.run_step("NUTS step", (max_tree_depth, float(max_delta_energy)), build, args)
+    return None if out is None else (NUTSTreeState(*out[:5]), out[5])
 
 
 def nuts_async_step(state: NUTSTreeState, generator: torch.Generator, logdensity_fn, step_size: torch.Tensor,
@@ -353,31 +307,26 @@ def nuts_async_step(state: NUTSTreeState, generator: torch.Generator, logdensity
     """``num_leapfrog`` leapfrog steps of every chain (see the module docstring and ``tree_block``),
     randomness from ``generator``; at most one draw per chain ends per call."""
     C, d = state.position.shape
-    if state.tree.shape[1] != _layout(d, max_tree_depth)["sum_acc"][1]:
+    if state.tree.shape[1] != _width(d, max_tree_depth):
         raise ValueError(f"state was not initialised for max_tree_depth = {max_tree_depth} and d = {d}")
-    if not isinstance(num_leapfrog, int) or num_leapfrog < 1:
+    if isinstance(num_leapfrog, bool) or not isinstance(num_leapfrog, int) or num_leapfrog < 1:
         raise ValueError(f"num_leapfrog must be a positive integer, got {num_leapfrog!r}")
-    L = num_leapfrog
-    z = torch.randn(L, C, d, generator=generator, dtype=state.position.dtype, device=state.position.device)
-    u = torch.rand(L, C, 3, generator=generator, dtype=state.position.dtype, device=state.position.device)
+    like = dict(dtype=state.position.dtype, device=state.position.device)
+    normal = torch.randn(num_leapfrog, C, d, generator=generator, **like)     # (L, C, d)
+    uniform = torch.rand(num_leapfrog, C, 3, generator=generator, **like)     # (L, C, 3)
     out = None
-    if isinstance(logdensity_fn, CompiledLogDensity) and logdensity_fn.fallback_reason is None:
-        try:
-            out = _compiled_block(logdensity_fn, state, z, u, step_size, metric, max_tree_depth, max_delta_energy)
-        except Exception as err:  # noqa: BLE001 - tracing failure: fall back to the eager step
-            if logdensity_fn.strict:
-                raise
-            logdensity_fn.fallback_reason = failure_reason(err)
-            warnings.warn("compiled NUTS step could not be traced as one graph "
-                          f"({logdensity_fn.fallback_reason}); running it eagerly", RuntimeWarning, stacklevel=2)
+    if isinstance(logdensity_fn, CompiledLogDensity):
+        out = _compiled_block(logdensity_fn, state, normal, uniform, step_size, metric, max_tree_depth,
+                              max_delta_energy)
     if out is None:
-        vg = _eager_vg(logdensity_fn)
-        if L == 1:
-            out = tree_step(state, z[0], u[0], step_size, metric.inverse_mass, metric.chol, vg, max_tree_depth,
-                            max_delta_energy)
+        def eager_value_and_grad(q):
+            return value_and_grad(logdensity_fn, q)
+        if num_leapfrog == 1:
+            out = tree_step(state, normal[0], uniform[0], step_size, metric.inverse_mass, metric.chol,
+                            eager_value_and_grad, max_tree_depth, max_delta_energy)
         else:
-            out = tree_block(state, z, u, step_size, metric.inverse_mass, metric.chol, vg, max_tree_depth,
-                             max_delta_energy)
+            out = tree_block(state, normal, uniform, step_size, metric.inverse_mass, metric.chol,
+                             eager_value_and_grad, max_tree_depth, max_delta_energy)
     new_state, info = out
     return new_state, NUTSAsyncInfo(info[:, 0] > 0, info[:, 1], info[:, 2] > 0, info[:, 3], info[:, 4], info[:, 5],
                                     info[:, 6])

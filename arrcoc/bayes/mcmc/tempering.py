@@ -15,7 +15,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 
 import torch
 
-from .base import safe_logdensity
+from .base import Kernel, safe_logdensity
 from .mh import RWMH
 
 __all__ = ["TemperingState", "TemperingInfo", "ParallelTempering", "geometric_betas"]
@@ -60,7 +60,7 @@ class _Tempered:
 
 
 @dataclass(frozen=True)
-class ParallelTempering:
+class ParallelTempering(Kernel):
     """Replica-exchange kernel around a base kernel (default: adaptive random-walk MH)."""
     betas: Sequence[float] | torch.Tensor | None = None  # None: geometric from 1 to min_beta over num_temps
     num_temps: int = 8                 # enough rungs for swap rates ~0.2-0.5 on moderate bimodality
@@ -100,6 +100,10 @@ class ParallelTempering:
         T = self._betas(state.base.position.dtype, state.base.position.device).numel()
         x = state.base.position
         return x.reshape(-1, T, x.shape[-1])[:, 0]                               # (C, d)
+
+    def draw_logdensity(self, state):
+        T = self._betas(state.base.position.dtype, state.base.position.device).numel()
+        return state.base.logdensity.reshape(-1, T)[:, 0]                      # (C,) the beta = 1 replica
 
     def step(self, state, generator, logdensity_fn, params):
         x = state.base.position

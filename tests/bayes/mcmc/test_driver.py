@@ -9,6 +9,10 @@ from arrcoc.bayes.mcmc import HMC, NUTS, RWMH, MCMCResult, Model, PyroModel, sam
 
 from ._checks import assert_moments_exact
 
+# short runs check the samplers' numbers; their diagnostics warnings (ESS below 100 per chain, ...)
+# are expected here and tested in test_checks.py
+pytestmark = pytest.mark.filterwarnings("ignore::arrcoc.bayes.mcmc.MCMCDiagnosticWarning")
+
 
 def std_normal(x):
     return -0.5 * (x * x).sum(-1)

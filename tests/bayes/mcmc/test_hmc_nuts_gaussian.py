@@ -6,6 +6,10 @@ from arrcoc.bayes.mcmc import HMC, NUTS, AdaptationConfig, sample
 
 from ._checks import assert_moments_exact
 
+# short runs check the samplers' numbers; their diagnostics warnings (ESS below 100 per chain, ...)
+# are expected here and tested in test_checks.py
+pytestmark = pytest.mark.filterwarnings("ignore::arrcoc.bayes.mcmc.MCMCDiagnosticWarning")
+
 
 def gaussian(d, rho, seed):
     """Mean mu, covariance with correlation structure and unequal scales, and its batched log density."""

@@ -10,6 +10,10 @@ from arrcoc.bayes.mcmc import (NUTS, RWMH, Conditional, ConjugateConditional, De
 
 from ._checks import assert_moments_exact
 
+# short runs check the samplers' numbers; their diagnostics warnings (ESS below 100 per chain, ...)
+# are expected here and tested in test_checks.py
+pytestmark = pytest.mark.filterwarnings("ignore::arrcoc.bayes.mcmc.MCMCDiagnosticWarning")
+
 
 def test_rwmh_gaussian_and_scale_adapts(gen):
     mu = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)

@@ -15,9 +15,13 @@ from arrcoc.bayes.mcmc.hmc import HMCState, hmc_init
 from arrcoc.bayes.mcmc.metrics import identity_metric
 from arrcoc.bayes.mcmc.nuts_async import nuts_async_init, nuts_async_step
 
-from ..posteriordb_models import POSTERIORDB, case, load_reference
+from ..posteriordb_models import case, load_reference
 from ._checks import assert_moments_exact, compare_to_reference
 from .test_hmc_nuts_gaussian import check_cov, gaussian
+
+# short runs check the samplers' numbers; their diagnostics warnings (ESS below 100 per chain, ...)
+# are expected here and tested in test_checks.py
+pytestmark = pytest.mark.filterwarnings("ignore::arrcoc.bayes.mcmc.MCMCDiagnosticWarning")
 
 HAVE_CXX = any(shutil.which(c) for c in ("g++", "c++", "clang++"))
 needs_cxx = pytest.mark.skipif(not HAVE_CXX, reason="torch.compile on CPU needs a C++ compiler")
@@ -148,7 +152,6 @@ def test_compiled_async_dense_metric_after_adaptation_stays_compiled():
 
 
 @needs_cxx
-@pytest.mark.skipif(POSTERIORDB is None, reason="shared/posteriordb not found beside the repo checkout")
 def test_compiled_async_nuts_matches_eight_schools_reference():
     c = case("eight_schools_noncentered")
     res = sample(NUTS(target_accept=0.95), c.model, num_chains=4, num_warmup=250, num_samples=500,

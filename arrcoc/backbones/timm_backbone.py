@@ -41,13 +41,16 @@ class TimmBackbone(VisionBackbone):
         self.name = name
         self.kwargs = dict(kwargs or {})
         if model is None:
-            if self.name not in timm.list_models():
-                raise ValueError(f"name {self.name!r} is not a timm model (see timm.list_models())")
             base = {"pretrained": False, "num_classes": 0, **self.kwargs}
             try:
-                model = timm.create_model(self.name, dynamic_img_size=True, **base)
-            except TypeError:  # CNNs do not take dynamic_img_size
-                model = timm.create_model(self.name, **base)
+                try:
+                    model = timm.create_model(self.name, dynamic_img_size=True, **base)
+                except TypeError:  # CNNs do not take dynamic_img_size
+                    model = timm.create_model(self.name, **base)
+            except RuntimeError as err:  # timm: "Unknown model (...)"
+                if "unknown model" not in str(err).lower():
+                    raise
+                raise ValueError(f"name {self.name!r} is not a timm model (see timm.list_models())") from None
         self.model = model
         self.feature_dim = int(model.num_features)
         cfg = getattr(model, "pretrained_cfg", {}) or {}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from arrcoc.bayes._validate import check_int
+from ._validate import check_int
 
 __all__ = ["VisionBackbone", "tokens_to_grid"]
 

@@ -15,7 +15,7 @@ from typing import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from arrcoc.bayes._validate import check_int
+from ._validate import check_int
 
 __all__ = ["ByteQueryEncoder", "HFTextQueryEncoder", "sincos_1d"]
 
@@ -135,8 +135,17 @@ class HFTextQueryEncoder(nn.Module):
     @torch.no_grad()
     def sentence_embedding(self, texts: Sequence[str], batch_size: int = 256) -> Tensor:
         """Unit-norm sentence embeddings (N, dim): the mean of the token states over the attention
-        mask, [CLS] and [SEP] included (all-MiniLM-L6-v2 was trained with exactly this pooling)."""
+        mask, [CLS] and [SEP] included (all-MiniLM-L6-v2 was trained with exactly this pooling).
+        Always computed in eval mode (no dropout), whatever mode the module is in."""
         texts = _check_texts(texts)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            return self._sentence_embedding(texts, batch_size)
+        finally:
+            self.model.train(was_training)
+
+    def _sentence_embedding(self, texts: list[str], batch_size: int) -> Tensor:
         out = []
         for i in range(0, len(texts), batch_size):
             enc = self.tokenizer(texts[i:i + batch_size], padding=True, truncation=True,

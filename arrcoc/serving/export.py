@@ -11,7 +11,8 @@ Layout (every model versioned, Python backend, CPU instances, dynamic batching):
 
 Inputs of the ensemble ``arrcoc``: ``image`` (BYTES, the encoded file), ``question`` (BYTES),
 ``budget`` (INT64, total tokens incl. the global view), optional ``seed`` (INT64, the Thompson
-seed: the same seed gives the same answer) and optional ``deterministic`` (BOOL, posterior mean).
+seed: the same seed gives the same answer; without one the server draws one and returns it as
+``thompson_seed``) and optional ``deterministic`` (BOOL, posterior mean).
 Every tensor has a leading batch dimension (``max_batch_size``): send shape [1, ...] per image.
 
 ``arrcoc.json`` holds what a stage needs: the model (its ``ARRCOCVisionConfig`` -- the model is a
@@ -92,7 +93,7 @@ def _signatures(mc, dim: int, n_quantiles: int) -> dict:
     rel_out = [("global_tokens", "TYPE_FP32", [g, dim]), ("allocation", "TYPE_INT64", [R]),
                ("relevance_mean", "TYPE_FP32", [R]), ("aleatoric_var", "TYPE_FP32", [R]),
                ("epistemic_var", "TYPE_FP32", [R]), ("probability", "TYPE_FP32", [R]),
-               ("region_boxes", "TYPE_FP32", [R, 4]), ("seed", "TYPE_INT64", [1]), ("draws", "TYPE_INT64", [1]),
+               ("region_boxes", "TYPE_FP32", [R, 4]), ("thompson_seed", "TYPE_INT64", [1]), ("draws", "TYPE_INT64", [1]),
                ("cache_status", "TYPE_STRING", [1])]
     pred_in = [("relevance_mean", "TYPE_FP32", [R]), ("aleatoric_var", "TYPE_FP32", [R]),
                ("epistemic_var", "TYPE_FP32", [R])]
@@ -124,7 +125,7 @@ def _ensemble_pbtxt(sig: dict, cfg: ExportConfig) -> str:
               ("seed", "TYPE_INT64", [1], True), ("deterministic", "TYPE_BOOL", [1], True)]
     pred_out = sig["arrcoc_predictive"][1]
     rel_out = [t for t in sig["arrcoc_relevance"][1]
-               if t[0] in ("allocation", "probability", "region_boxes", "seed", "draws", "cache_status")]
+               if t[0] in ("allocation", "probability", "region_boxes", "thompson_seed", "draws", "cache_status")]
     enc_out = sig["arrcoc_encode"][1]
     # step: (model, {model input: ensemble tensor}, {model output: ensemble tensor})
     steps = [

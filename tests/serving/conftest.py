@@ -52,6 +52,8 @@ def triton(tiny, tmp_path_factory):
     installed."""
     from arrcoc.serving import CacheConfig, ExportConfig, TritonServer, ensure_tritonserver, export_triton
 
+    pytest.importorskip("tritonclient.grpc", reason="tritonclient missing: pip install 'arrcoc[serve]'")
+    pytest.importorskip("tritonclient.http", reason="tritonclient missing: pip install 'arrcoc[serve]'")
     try:
         install = ensure_tritonserver()
     except RuntimeError as e:

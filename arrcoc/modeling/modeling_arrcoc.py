@@ -102,9 +102,10 @@ class ARRCOCVisionModel(ARRCOCPreTrainedModel):
             concept = None
             if config.concept is not False:
                 concept = build_concept_scorer(config.backbone, self.query_encoder, self.backbone,
-                                               top_k=rel.concept_top_k, required=config.concept is True)
+                                               required=config.concept is True)
             self.allocator = RelevanceAllocator(rel, feature_dim=dim, query_dim=self.query_encoder.dim,
                                                 concept=concept)
+            self.glimpse_side = config.glimpse_side or (16 if concept is not None else config.global_side)
             self.region_embed = nn.Embedding(config.num_regions + 1, dim) if config.region_embeddings else None
             mean = config.image_mean or list(self.backbone.image_mean)
             std = config.image_std or list(self.backbone.image_std)
@@ -190,16 +191,22 @@ class ARRCOCVisionModel(ARRCOCPreTrainedModel):
 
     # ------------------------------------------------------------------ stages
     def glimpse(self, pixel_bb: Tensor) -> tuple[Tensor, Tensor]:
-        """One low-resolution backbone pass: global thumbnail tokens (B, g*g, D) and region
-        features (B, R, D) (the thumbnail's grid adaptive-pooled to G x G)."""
+        """Low-resolution backbone pass(es): global thumbnail tokens (B, g*g, D) and region features
+        (B, R, D): the token grid of a ``glimpse_side`` pass adaptive-pooled to G x G (the same pass
+        when glimpse_side equals the thumbnail's side, else a second, finer one)."""
         gs, G = self.config.global_side, self.config.grid
-        size = self.backbone.input_size(gs)
-        thumb = F.interpolate(pixel_bb, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-        tokens = self.backbone(thumb, gs)  # (B, gs*gs, D)
-        b, _, d = tokens.shape
-        fmap = tokens.transpose(1, 2).reshape(b, d, gs, gs)  # (B, D, gs, gs)
+        tokens = self._pass(pixel_bb, gs)  # (B, gs*gs, D)
+        fine = tokens if self.glimpse_side == gs else self._pass(pixel_bb, self.glimpse_side)
+        b, n, d = fine.shape
+        side = self.glimpse_side
+        fmap = fine.transpose(1, 2).reshape(b, d, side, side)  # (B, D, side, side)
         regions = F.adaptive_avg_pool2d(fmap, G).flatten(2).transpose(1, 2)  # (B, R, D)
         return tokens, regions
+
+    def _pass(self, pixel_bb: Tensor, side: int) -> Tensor:
+        size = self.backbone.input_size(side)
+        thumb = F.interpolate(pixel_bb, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        return self.backbone(thumb, side)  # (B, side*side, D)
 
     def encode_regions(self, pixel_bb: Tensor, boxes: Tensor, allocation: Tensor, select: Tensor) -> dict:
         """Encode the selected regions, one batched backbone call per level.

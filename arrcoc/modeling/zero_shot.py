@@ -83,8 +83,8 @@ def label_embeddings(encoder, texts: list[str] | None = None) -> tuple[torch.Ten
     return out
 
 
-def build_concept_scorer(backbone_spec: dict, query_encoder, backbone=None, top_k: int = 10,
-                         required: bool = False) -> ConceptScorer | None:
+def build_concept_scorer(backbone_spec: dict, query_encoder, backbone=None, required: bool = False
+                         ) -> ConceptScorer | None:
     """ConceptScorer for this backbone / encoder pair, or None when it cannot be built (with
     ``required``, a ValueError saying why)."""
     from arrcoc.backbones import EFFICIENTNET_PACKAGE
@@ -107,7 +107,7 @@ def build_concept_scorer(backbone_spec: dict, query_encoder, backbone=None, top_
         text = labels[0].clone()
     else:
         labels, text = label_embeddings(query_encoder)
-    return ConceptScorer(weight, bias, labels, text, top_k=top_k)
+    return ConceptScorer(weight, bias, labels, text)
 
 
 if __name__ == "__main__":  # regenerate the shipped asset

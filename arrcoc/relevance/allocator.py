@@ -223,7 +223,7 @@ class RelevanceAllocator(nn.Module):
         td = thompson(posterior, cfg.num_thompson, generator, deterministic, cfg.probability)
         lv = torch.tensor(cfg.levels, dtype=td.probability.dtype, device=dev)  # (L,)
         table = utility_unchecked(td.probability, posterior.var, lv, cfg.cost, cfg.gain_ref_tokens,
-                                  cfg.content_variance, cfg.gain, cfg.gain_half_tokens,
+                                  cfg.content_variance, cfg.gain, cfg.gain_half * cfg.levels[-1],
                                   cfg.gain_steepness)  # (B, R, L)
         table = exclude_regions(table, exclude)  # (B, R, L)
         alloc = solve_unchecked(table, lv.long(), bud, solver or cfg.solver)
@@ -333,7 +333,8 @@ class RelevanceAllocator(nn.Module):
         p = torch.sigmoid(post.mean) if cfg.probability == "sigmoid" else torch.softmax(post.mean, -1)  # (B, R)
         table = utility_table(p, post.var, cfg.levels, cost=cfg.cost,
                               gain_ref_tokens=cfg.gain_ref_tokens, content_variance=cfg.content_variance,
-                              gain=cfg.gain, gain_half_tokens=cfg.gain_half_tokens, gain_steepness=cfg.gain_steepness)
+                              gain=cfg.gain, gain_half_tokens=cfg.gain_half * cfg.levels[-1],
+                              gain_steepness=cfg.gain_steepness)
         if kind == "uniform":
             return allocate_uniform(table, cfg.levels, bud)
         if kind == "random":

@@ -64,7 +64,7 @@ def _default_precision() -> dict[str, float]:
     # Empirical Bayes / supervised calibration (calibration.py) replaces all of these.
     return {"information_pixel": 0.1, "information_feature": 0.1, "salience_contrast": 0.1,
             "salience_spectral": 0.1, "query": 1e-3, "refined": 4.0, "concept": 1.0,
-            "text_concept": 0.5, "text_pixels": 2.0, "colour": 2.0, "spatial": 2.0}
+            "text_concept": 0.5, "text_pixels": 2.0, "colour": 2.0, "spatial": 4.0}
 
 
 def _default_cue_scale() -> dict[str, float]:
@@ -111,14 +111,17 @@ class RelevanceConfig:
     # even when the budget is not used up; a flat posterior (p = 1/16 each) still buys every region.
     cost: float = 2e-5
     # Value of looking at a region with l tokens. "resolution" (default): the chance that l tokens
-    # resolve the detail a question needs, 1 / (1 + (gain_half_tokens / l)^gain_steepness), an S-curve
-    # in log-tokens (DeepSeek-OCR's precision falls steeply below ~100 tokens per page-sized crop and
-    # saturates above ~256): a 64-token look rarely answers, so tokens concentrate on the likely
-    # regions. "information": the Gaussian information gain 0.5 log(1 + l (c + v) / gain_ref_tokens)
-    # (concave: the first tokens of every region are worth most, which spreads the budget).
+    # resolve the detail a question needs, 1 / (1 + (h / l)^gain_steepness) with h = gain_half x the
+    # top level: an S-curve in log-tokens. With DeepSeek-OCR's levels h = 256 (Base), steepness 3:
+    # q(64) = 0.02, q(100) = 0.06, q(256) = 0.5, q(400) = 0.79 -- a 64-token look rarely resolves a
+    # detail (DeepSeek-OCR's precision falls steeply at high compression and saturates near Large),
+    # the 256 -> 400 upgrade is worth about as much per token as a second region's 256, so the
+    # region the posterior favours gets Large and the rest Base or nothing. "information": the
+    # Gaussian information gain 0.5 log(1 + l (c + v) / gain_ref_tokens) (concave: the first tokens
+    # of every region are worth most, which spreads the budget thinly).
     gain: str = "resolution"
-    gain_half_tokens: float = 160.0
-    gain_steepness: float = 2.0
+    gain_half: float = 0.64
+    gain_steepness: float = 3.0
     # Exact multiple-choice knapsack by default; "greedy" is the fast approximate alternative.
     solver: str = "dp"
     # Tokens at which the information-gain curve reaches 0.5*log(2): the smallest nonzero level.
@@ -162,8 +165,7 @@ class RelevanceConfig:
     init_precision: dict[str, float] = field(default_factory=_default_precision)
     # Fixed scales of the question channels (see _default_cue_scale).
     cue_scale: dict[str, float] = field(default_factory=_default_cue_scale)
-    # Classes whose name embeddings make up a region's ConSE embedding (Norouzi et al. use ~10).
-    concept_top_k: int = 10
+
 
     def __post_init__(self):
         self.levels = validate_levels(self.levels, "levels")
@@ -200,12 +202,10 @@ class RelevanceConfig:
             raise ValueError(f"probability must be 'softmax' or 'sigmoid', got {self.probability!r}")
         if self.gain not in ("resolution", "information"):
             raise ValueError(f"gain must be 'resolution' or 'information', got {self.gain!r}")
-        for name in ("gain_half_tokens", "gain_steepness"):
+        for name in ("gain_half", "gain_steepness"):
             v = float(getattr(self, name))
             if not (math.isfinite(v) and v > 0):
                 raise ValueError(f"{name} must be a positive finite number, got {v}")
-        if isinstance(self.concept_top_k, bool) or not isinstance(self.concept_top_k, int) or self.concept_top_k < 1:
-            raise ValueError(f"concept_top_k must be a positive int, got {self.concept_top_k!r}")
         scales = dict(_default_cue_scale())
         unknown = set(self.cue_scale) - set(scales)
         if unknown:

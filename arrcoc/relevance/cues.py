@@ -3,7 +3,7 @@
 All are parameter-free, tensor in, tensor out, batched, and produce per-region scores in [0, 1]:
 
 colour_match    share of a region's pixels whose colour is the asked colour: a soft membership per
-                pixel (hue distance inside a tolerance, saturation and value above the colour's
+                pixel (hue within 15 degrees of the colour's, falling to 0 at 45, saturation and value above the colour's
                 floors, achromatic colours on saturation / value only), averaged over the region.
                 Fails on colour casts and on colours named for things ("a white wine").
 text_density    how text-like a region looks: the share of pixels on strong, thin, two-sided
@@ -88,7 +88,7 @@ def _membership(h: Tensor, s: Tensor, v: Tensor, name: str) -> Tensor:
         return in_value * soft(0.25 - s)
     d = (h - hue).abs()
     d = torch.minimum(d, 360.0 - d)  # circular hue distance
-    return in_value * soft(s - s_min) * torch.clamp(1.0 - d / 35.0, min=0.0)  # 35 degree half-width
+    return in_value * soft(s - s_min) * torch.clamp((45.0 - d) / 30.0, 0.0, 1.0)  # flat to 15 deg, 0 at 45
 
 
 def colour_match(region_rgb: Tensor, weights: Tensor) -> Tensor:

@@ -16,7 +16,7 @@ content   the content words (stop words, question words, reading verbs and posit
 Where it fails: the lexicons are English and small; negation ("not the red one"), comparisons
 ("the bigger of the two") and relative positions ("left of the car") are not understood (a relative
 phrase is read as absolute); colour words that are not properties ("red wine", "Blue Jays") count as
-colours. Every cue only adds evidence with a finite precision, so a wrong cue shifts the posterior,
+colours (colours offered as alternatives, "gold or silver", do not). Every cue only adds evidence with a finite precision, so a wrong cue shifts the posterior,
 it never overrides the other channels.
 """
 from __future__ import annotations
@@ -104,9 +104,14 @@ def parse_question(question: str) -> QuestionCues:
     weak = any(w in READING_WORDS for w in words)
     reading = 1.0 if strong else (0.5 if weak else 0.0)
     colours = []
+    alternatives = set()  # "gold or silver", "red or blue": the colour is asked, not given
+    for i in range(len(words) - 2):
+        pair = (_COLOUR_ALIASES.get(words[i], words[i]), _COLOUR_ALIASES.get(words[i + 2], words[i + 2]))
+        if words[i + 1] == "or" and any(c in COLOURS or c in ("silver", "bronze") for c in pair):
+            alternatives.update(pair)
     for w in words:
         c = _COLOUR_ALIASES.get(w, w)
-        if c in COLOURS and c not in colours:
+        if c in COLOURS and c not in colours and c not in alternatives:
             colours.append(c)
     x = y = math.nan
     for pattern, px, py in _SPATIAL:

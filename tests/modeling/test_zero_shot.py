@@ -1,0 +1,86 @@
+"""The pretrained default is question-aware and reproducible: ConSE channel, shipped label embeddings,
+the same allocation in every fresh process."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def default():
+    from arrcoc.modeling import load_default_model
+
+    return load_default_model()
+
+
+def test_default_builds_the_concept_channel_from_the_shipped_embeddings(default):
+    from arrcoc.modeling.zero_shot import ASSET, _key, imagenet_label_texts
+
+    model, _ = default
+    cs = model.allocator.concept
+    assert cs is not None and cs.label_embeddings.shape == (1000, model.query_encoder.dim)
+    assert model.glimpse_side == 16
+    blob = torch.load(ASSET, weights_only=True)
+    texts = imagenet_label_texts()
+    assert blob["key"] == _key(texts, model.query_encoder)  # the asset is for exactly this encoder
+    # a fresh computation of a few labels equals the shipped (float16) embeddings
+    idx = [0, 207, 281, 919, 999]
+    fresh = model.query_encoder.sentence_embedding([texts[i] for i in idx])
+    torch.testing.assert_close(fresh, cs.label_embeddings[idx], atol=2e-3, rtol=0)
+
+
+def test_concept_scores_match_the_class_names(default):
+    model, _ = default
+    cs = model.allocator.concept
+    # a feature whose classifier output is "tabby cat" scores highest for a question about a cat
+    W = cs.classifier_weight
+    feats = torch.linalg.pinv(W) @ (torch.eye(1000)[[281, 919]] * 30 - 15).T  # (D, 2) features -> those classes
+    q = model.query_encoder.sentence_embedding(["cat", "street sign"])
+    s = cs(feats.T[None].expand(2, -1, -1), q).score  # (2 questions, 2 regions)
+    assert s[0].argmax() == 0 and s[1].argmax() == 1
+
+
+def test_question_changes_the_allocation_on_the_bundled_scene(default):
+    from PIL import Image
+
+    from arrcoc.assets import sample_image_path
+
+    model, proc = default
+    batch = proc(Image.open(sample_image_path()).convert("RGB"))
+    with torch.no_grad():
+        a = model(batch["pixel_values"], queries=["What does the blue sign say?"], budget=1024, deterministic=True)
+        b = model(batch["pixel_values"], queries=["What does the bar chart show?"], budget=1024, deterministic=True)
+    assert a.allocation[0, 8] == 400 and a.allocation[0].argmax() == 8  # the blue sign's cell
+    assert b.allocation[0, [2, 3]].max() == 400 and b.allocation[0, 8] < 400  # the chart's cells
+    assert int(a.tokens_per_image[0]) <= 1024 and int(b.tokens_per_image[0]) <= 1024
+
+
+_SCRIPT = """
+import json, torch
+from PIL import Image
+from arrcoc.assets import sample_image_path
+from arrcoc.modeling import load_default_model
+torch.manual_seed({seed})  # a different global RNG state in each process must not matter
+m, p = load_default_model()
+b = p(Image.open(sample_image_path()).convert("RGB"))
+with torch.no_grad():
+    o = m(b["pixel_values"], queries=["What colour is the house?"], budget=640, deterministic=True)
+print(json.dumps({{"alloc": o.allocation[0].tolist(), "mean": [round(float(x), 5) for x in o.relevance_mean[0]],
+                  "head": float(m.allocator.query.q_proj.weight.sum())}}))
+"""
+
+
+def test_deterministic_mode_is_the_same_in_every_new_process():
+    outs = []
+    for seed in (1, 2):
+        r = subprocess.run([sys.executable, "-c", _SCRIPT.format(seed=seed)], capture_output=True, text=True,
+                           cwd=ROOT, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"},
+                           timeout=600)
+        assert r.returncode == 0, r.stderr[-2000:]
+        outs.append(json.loads(r.stdout.strip().splitlines()[-1]))
+    assert outs[0] == outs[1]

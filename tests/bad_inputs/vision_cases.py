@@ -91,6 +91,7 @@ CASES = [
     kw("backbones.text.sincos_1d", {"length": 4, "dim": 8}, "length", BAD_COUNT),
     kw("modeling.zero_shot.build_concept_scorer", {"query_encoder": None}, "backbone_spec", BAD_TENSOR, examples=3),
     kw("modeling.zero_shot.label_embeddings", {}, "encoder", BAD_TENSOR, examples=3),
+    kw("modeling.zero_shot.imagenet_label_texts", {}, "max_synonyms", BAD_COUNT, finite=False),  # was relevance.concept's
     # ------------------------------------------------------------------------------------ adapters
     kw("adapters.LlavaARRCOCAdapter", lambda: {"encoder": tiny_model()}, "model", BAD_TENSOR),
     kw("adapters.Qwen2VLARRCOCAdapter", lambda: {"encoder": tiny_model()}, "model", BAD_TENSOR),
@@ -163,6 +164,8 @@ XFAIL = {
         "assets.make_sample.make_sample_scene: bad width -> raised TypeError that does not name 'width': 'float' object cannot be interpreted as an integer",
     'arrcoc.modeling.zero_shot.build_concept_scorer:backbone_spec':
         'modeling.zero_shot.build_concept_scorer: bad backbone_spec -> returns NaN/inf or raises an error that does not name it',
+    'arrcoc.modeling.zero_shot.imagenet_label_texts:max_synonyms':
+        "modeling.zero_shot.imagenet_label_texts: bad max_synonyms -> raised TypeError that does not name 'max_synonyms': slice indices must be integers or None or have an __index__ method",
     'arrcoc.modeling.zero_shot.label_embeddings:encoder':
         'modeling.zero_shot.label_embeddings: bad encoder -> returns NaN/inf or raises an error that does not name it',
 }

@@ -10,15 +10,18 @@ ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "arrcoc"
 
 # Which first-party subpackages each layer may import (its own included). Lower layers never import
-# higher ones; the CLI, serving-like entry points and the adapters sit on top.
-ALLOWED = {
+# higher ones; the CLI, serving-like entry points and the adapters sit on top. ``_checks`` is a leaf
+# (torch and the standard library only) that every layer may use.
+LEAF = {"_checks"}
+ALLOWED = {k: v | LEAF for k, v in {
     "bayes": {"bayes"},
     "relevance": {"bayes", "relevance"},
     "backbones": {"backbones"},
     "assets": {"assets"},
     "modeling": {"bayes", "relevance", "backbones", "modeling", "assets"},
     "adapters": {"bayes", "relevance", "backbones", "modeling", "adapters", "assets"},
-}
+    "serving": {"bayes", "relevance", "backbones", "modeling", "serving", "assets", "visualize"},
+}.items()}
 
 
 def _first_party_imports(path: Path) -> set[str]:

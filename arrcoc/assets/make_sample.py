@@ -25,6 +25,9 @@ def _font(size: int):
 
 def make_sample_scene(width: int = 640, height: int = 480):
     """Return the sample scene as an RGB PIL image (deterministic)."""
+    for name, v in (("width", width), ("height", height)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 64:
+            raise ValueError(f"{name} must be an int >= 64 (pixels), got {v!r}")
     from PIL import Image, ImageDraw
 
     img = Image.new("RGB", (width, height))

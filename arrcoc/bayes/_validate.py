@@ -11,6 +11,8 @@ import numbers
 
 import torch
 
+from arrcoc._checks import check_int
+
 __all__ = ["check_generator", "check_int", "check_real", "check_probability", "check_finite_tensor", "check_real_tensor"]
 
 
@@ -20,25 +22,6 @@ def check_generator(generator, name: str = "generator") -> torch.Generator:
         hint = " (a numpy Generator or a seed is not accepted: pass torch.Generator().manual_seed(seed))"
         raise TypeError(f"{name} must be a torch.Generator, got {type(generator).__name__}{hint}")
     return generator
-
-
-def check_int(value, name: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
-    """An integer (bool excluded; 3.0 accepted, 3.5 refused) within [minimum, maximum]."""
-    if isinstance(value, torch.Tensor):
-        if value.numel() != 1:
-            raise TypeError(f"{name} must be an int, got a tensor of shape {tuple(value.shape)}")
-        value = value.item()
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    f = float(value)
-    if not (math.isfinite(f) and f.is_integer()):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    v = int(f)
-    if minimum is not None and v < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {v}")
-    if maximum is not None and v > maximum:
-        raise ValueError(f"{name} must be <= {maximum}, got {v}")
-    return v
 
 
 def check_real(value, name: str, *, low: float | None = None, high: float | None = None,

@@ -29,6 +29,9 @@ _MEMORY: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 def imagenet_label_texts(max_synonyms: int = 2) -> list[str]:
     """The 1000 ImageNet class descriptions shipped with timm (offline), first synonyms only
     (later ones are often Latin binomials that a sentence encoder knows little about)."""
+    from arrcoc.bayes._validate import check_int
+
+    max_synonyms = check_int(max_synonyms, "max_synonyms", minimum=1)
     from arrcoc.backbones.timm_backbone import import_timm
 
     import_timm()
@@ -61,6 +64,9 @@ def _key(texts: list[str], encoder) -> str:
 def label_embeddings(encoder, texts: list[str] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(label embeddings (C, Dq), text-phrase embedding (Dq,)), unit norm, from the shipped asset, the
     disk cache or a fresh computation (in that order)."""
+    if not hasattr(encoder, "sentence_embedding"):
+        raise TypeError(f"encoder must be a text encoder with sentence_embedding (HFTextQueryEncoder), "
+                        f"got {type(encoder).__name__}")
     texts = imagenet_label_texts() if texts is None else list(texts)
     key = _key(texts, encoder)
     if key in _MEMORY:
@@ -87,6 +93,8 @@ def build_concept_scorer(backbone_spec: dict, query_encoder, backbone=None, requ
                          ) -> ConceptScorer | None:
     """ConceptScorer for this backbone / encoder pair, or None when it cannot be built (with
     ``required``, a ValueError saying why)."""
+    if not isinstance(backbone_spec, dict):
+        raise TypeError(f"backbone_spec must be a dict (a backbone spec), got {type(backbone_spec).__name__}")
     from arrcoc.backbones import EFFICIENTNET_PACKAGE
     from arrcoc.backbones.pretrained import efficientnet_lite0_classifier
 

@@ -99,30 +99,16 @@ def first_non_finite(named: dict) -> str | None:
 
 def check_features(x, name: str = "region_features", finite: bool = True) -> Tensor:
     """Region features (B, R, D): floating point, non-empty, finite."""
-    if not isinstance(x, Tensor) or not x.dtype.is_floating_point:
-        raise TypeError(f"{name} must be a floating-point tensor of shape (B, R, D), got {type(x).__name__}")
-    if x.dim() != 3:
-        raise ValueError(f"{name} must have shape (B, R, D), got {tuple(x.shape)}")
-    if x.shape[0] == 0:
-        raise ValueError(f"{name} has an empty batch (B = 0)")
-    if x.shape[1] == 0 or x.shape[2] == 0:
-        raise ValueError(f"{name} must have R >= 1 regions and D >= 1 dims, got {tuple(x.shape)}")
-    if finite and not all_finite(x):
-        raise ValueError(f"{name} contains NaN or inf")
-    return x
+    shape = tuple(getattr(x, "shape", ()))
+    if isinstance(x, Tensor) and x.is_floating_point() and len(shape) == 3 and 0 in shape:
+        raise ValueError(f"{name} has an empty batch (B = 0)" if shape[0] == 0 else
+                         f"{name} must have R >= 1 regions and D >= 1 dims, got {shape}")
+    return check_values(x, name, "(B, R, D)", 3, finite=finite)
 
 
 def check_pixels(x, name: str = "region_pixels", finite: bool = True) -> Tensor:
     """Region pixels (B, R, C, h, w): floating point, non-empty, finite."""
-    if not isinstance(x, Tensor) or not x.dtype.is_floating_point:
-        raise TypeError(f"{name} must be a floating-point tensor of shape (B, R, C, h, w)")
-    if x.dim() != 5:
-        raise ValueError(f"{name} must have shape (B, R, C, h, w), got {tuple(x.shape)}")
-    if 0 in x.shape:
-        raise ValueError(f"{name} has an empty dimension: {tuple(x.shape)}")
-    if finite and not all_finite(x):
-        raise ValueError(f"{name} contains NaN or inf")
-    return x
+    return check_values(x, name, "(B, R, C, h, w)", 5, finite=finite)
 
 
 def check_values(x, name: str, shape: str, ndim: int, *, finite: bool = True, low: float | None = None) -> Tensor:

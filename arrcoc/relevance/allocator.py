@@ -131,7 +131,7 @@ class RelevanceAllocator(nn.Module):
                 s = (s - lk[:, None]) / sk
                 loc[:, k], scale[:, k] = lk, sk
             elif self.config.standardize == "image":
-                s, lk, sk = standardize(s, self._EPS)
+                s, lk, sk = standardize(s, self._EPS, validate=False)
                 # a channel constant over the image says nothing about which region matters: it is
                 # treated as unobserved there (and later evidence for it is used on the raw scale)
                 informative = sk > self._EPS
@@ -170,10 +170,10 @@ class RelevanceAllocator(nn.Module):
                 raw["text_concept"] = reading[:, None] * self.concept(region_features, text).score
                 present["text_concept"] = reading > 0
         if grey is not None:
-            raw["text_pixels"] = reading[:, None] * text_density(grey)
+            raw["text_pixels"] = reading[:, None] * text_density(grey, validate=False)
             present["text_pixels"] = reading > 0
             rgb = region_pixels.to(region_features.dtype)
-            raw["colour"] = colour_match(rgb, question.colours.to(rgb.dtype))
+            raw["colour"] = colour_match(rgb, question.colours.to(rgb.dtype), validate=False)
             present["colour"] = question.colours.sum(-1) > 0
         G = self.config.grid
         if R == G * G:

@@ -34,11 +34,13 @@ STANDARDIZED = ("information_pixel", "information_feature", "salience_contrast",
 
 def validate_levels(levels, name: str = "levels") -> tuple[int, ...]:
     """Check token levels: integers, sorted ascending, unique, 0 included, at least one nonzero."""
+    if hasattr(levels, "tolist") and not isinstance(levels, (list, tuple)):  # a tensor or an array
+        levels = levels.tolist()
     if isinstance(levels, (str, bytes)) or not hasattr(levels, "__iter__"):
         raise TypeError(f"{name} must be a sequence of ints, got {type(levels).__name__}")
     out = []
     for v in levels:
-        if isinstance(v, bool) or not float(v).is_integer():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not float(v).is_integer():
             raise TypeError(f"{name} must contain integers, got {v!r}")
         out.append(int(v))
     if len(out) < 2:
@@ -185,6 +187,12 @@ class RelevanceConfig:
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
         if self.histogram_bins < 2:
             raise ValueError(f"histogram_bins must be >= 2, got {self.histogram_bins}")
+        for name in ("cost", "content_variance", "mu_global", "init_offset", "gain_ref_tokens",
+                     "laplace_prior_precision", "feature_temperature", "tau", "sigma", "spectral_blur",
+                     "gain_half", "gain_steepness", "init_slope"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise TypeError(f"{name} must be a real number, got {type(v).__name__} {v!r}")
         for name in ("cost", "content_variance", "mu_global", "init_offset"):
             v = float(getattr(self, name))
             if not math.isfinite(v):

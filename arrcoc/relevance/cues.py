@@ -21,6 +21,9 @@ from torch import Tensor
 
 from typing import NamedTuple, Sequence
 
+from arrcoc.bayes._validate import check_int, check_real
+
+from ._validate import check_values
 from .question import COLOURS, QuestionCues
 
 __all__ = ["QuestionBatch", "COLOUR_NAMES", "colour_weights", "rgb_to_hsv", "colour_match", "text_density", "region_centres",
@@ -58,6 +61,8 @@ class QuestionBatch(NamedTuple):
 
 def colour_weights(colours, like: Tensor | None = None) -> Tensor:
     """(NC,) indicator over COLOUR_NAMES of the given colour names (unknown names are an error)."""
+    if isinstance(colours, str) or not isinstance(colours, (list, tuple)) or not all(isinstance(c, str) for c in colours):
+        raise TypeError(f"colours must be a list or tuple of colour names, got {colours!r}")
     w = torch.zeros(len(COLOUR_NAMES), dtype=like.dtype if like is not None else torch.float32,
                     device=like.device if like is not None else None)
     for c in colours:
@@ -67,8 +72,12 @@ def colour_weights(colours, like: Tensor | None = None) -> Tensor:
     return w
 
 
-def rgb_to_hsv(rgb: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def rgb_to_hsv(rgb: Tensor, validate: bool = True) -> tuple[Tensor, Tensor, Tensor]:
     """RGB in [0, 1] with channels on dim -3 -> (hue in degrees [0, 360), saturation, value)."""
+    if validate:
+        check_values(rgb, "rgb", "(..., 3, h, w)", rgb.dim() if isinstance(rgb, Tensor) and rgb.dim() >= 3 else 3)
+        if rgb.shape[-3] != 3:
+            raise ValueError(f"rgb must have 3 channels on dim -3, got shape {tuple(rgb.shape)}")
     r, g, b = rgb.unbind(-3)
     mx, _ = rgb.max(-3)
     mn, _ = rgb.min(-3)
@@ -91,10 +100,18 @@ def _membership(h: Tensor, s: Tensor, v: Tensor, name: str) -> Tensor:
     return in_value * soft(s - s_min) * torch.clamp((45.0 - d) / 30.0, 0.0, 1.0)  # flat to 15 deg, 0 at 45
 
 
-def colour_match(region_rgb: Tensor, weights: Tensor) -> Tensor:
+def colour_match(region_rgb: Tensor, weights: Tensor, validate: bool = True) -> Tensor:
     """Share of each region's pixels that have an asked colour: region_rgb (B, R, 3, h, w) in [0, 1],
-    weights (B, NC) over COLOUR_NAMES (several asked colours: the best-matching one per pixel)."""
-    h, s, v = rgb_to_hsv(region_rgb.clamp(0, 1))  # (B, R, h, w) each
+    weights (B, NC) over COLOUR_NAMES (several asked colours: the best-matching one per pixel).
+    validate=False: inputs already checked (the allocator)."""
+    if validate:
+        check_values(region_rgb, "region_rgb", "(B, R, 3, h, w)", 5)
+        if region_rgb.shape[2] != 3:
+            raise ValueError(f"region_rgb must have 3 channels, got shape {tuple(region_rgb.shape)}")
+        check_values(weights, "weights", f"(B, {len(COLOUR_NAMES)})", 2, low=0.0)
+        if tuple(weights.shape) != (region_rgb.shape[0], len(COLOUR_NAMES)):
+            raise ValueError(f"weights must have shape ({region_rgb.shape[0]}, {len(COLOUR_NAMES)}), got {tuple(weights.shape)}")
+    h, s, v = rgb_to_hsv(region_rgb.clamp(0, 1), validate=False)  # (B, R, h, w) each
     B = region_rgb.shape[0]
     out = region_rgb.new_zeros(region_rgb.shape[:2])  # (B, R)
     per_pixel = None
@@ -109,15 +126,19 @@ def colour_match(region_rgb: Tensor, weights: Tensor) -> Tensor:
     return out
 
 
-def text_density(region_grey: Tensor, contrast: float = 0.12, band: int = 8) -> Tensor:
+def text_density(region_grey: Tensor, contrast: float = 0.12, band: int = 8, validate: bool = True) -> Tensor:
     """Stroke density of the region's densest line band: region_grey (B, R, h, w) in [0, 1] -> (B, R).
 
     A pixel is on a stroke along x when the grey level two pixels to each side differs from it in
     the same direction by more than ``contrast`` (a dark line on light or a light line on dark);
     likewise along y. Text comes in lines, so the score is the largest share of stroke pixels over
     horizontal bands of h / ``band`` rows: one line of small print in a large region scores as high
-    as a full sign.
+    as a full sign. validate=False: inputs already checked (the allocator).
     """
+    if validate:
+        check_values(region_grey, "region_grey", "(B, R, h, w)", 4)
+        check_real(contrast, "contrast", low=0.0, low_open=True)
+        check_int(band, "band", minimum=1)
     g = region_grey
     pad = F.pad(g, (2, 2, 2, 2), mode="replicate")  # (B, R, h+4, w+4)
     c = pad[..., 2:-2, 2:-2]
@@ -134,6 +155,7 @@ def text_density(region_grey: Tensor, contrast: float = 0.12, band: int = 8) -> 
 
 def region_centres(grid: int, device=None, dtype=torch.float32) -> Tensor:
     """Centres (R, 2) as (x, y) in [0, 1] of a grid x grid layout in row-major order."""
+    grid = check_int(grid, "grid", minimum=1)
     idx = torch.arange(grid, device=device, dtype=dtype)
     yy, xx = torch.meshgrid((idx + 0.5) / grid, (idx + 0.5) / grid, indexing="ij")
     return torch.stack([xx.reshape(-1), yy.reshape(-1)], -1)  # (R, 2)
@@ -142,6 +164,11 @@ def region_centres(grid: int, device=None, dtype=torch.float32) -> Tensor:
 def spatial_prior(centres: Tensor, target: Tensor, width: float = 0.22) -> Tensor:
     """exp(-d^2 / (2 width^2)) between region centres (R, 2) and targets (B, 2) (NaN = free axis) -> (B, R).
     A target with both axes free gives zeros."""
+    width = check_real(width, "width", low=0.0, low_open=True)
+    if not isinstance(centres, Tensor) or centres.dim() != 2 or centres.shape[-1] != 2:
+        raise ValueError(f"centres must be a tensor of shape (R, 2), got {tuple(getattr(centres, 'shape', ()))}")
+    if not isinstance(target, Tensor) or target.dim() != 2 or target.shape[-1] != 2:
+        raise ValueError(f"target must be a tensor of shape (B, 2), got {tuple(getattr(target, 'shape', ()))}")
     free = torch.isnan(target)  # (B, 2)
     diff = centres[None, :, :] - torch.nan_to_num(target)[:, None, :]  # (B, R, 2)
     d2 = torch.where(free[:, None, :], torch.zeros_like(diff), diff).pow(2).sum(-1)  # (B, R)

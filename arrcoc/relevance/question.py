@@ -126,7 +126,13 @@ def parse_question(question: str) -> QuestionCues:
 
 
 def parse_questions(questions: Sequence[str]) -> list[QuestionCues]:
-    """``parse_question`` over a batch."""
+    """``parse_question`` over a batch (a list or tuple of strings)."""
+    if isinstance(questions, str) or not isinstance(questions, (list, tuple)):
+        raise TypeError(f"questions must be a list or tuple of strings, got {type(questions).__name__}")
+    for i, q in enumerate(questions):
+        if not isinstance(q, str) or not q.strip():
+            raise (TypeError if not isinstance(q, str) else ValueError)(
+                f"questions[{i}] must be a non-empty string, got {q!r}")
     return [parse_question(q) for q in questions]
 
 

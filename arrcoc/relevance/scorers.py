@@ -211,9 +211,14 @@ def grey_spectral_saliency(grey: Tensor, grid: int | None = None, size: int = 64
 
 # ----------------------------------------------------------------------------- standardisation
 
-def standardize(scores: Tensor, eps: float = 1e-6) -> tuple[Tensor, Tensor, Tensor]:
+def standardize(scores: Tensor, eps: float = 1e-6, validate: bool = True) -> tuple[Tensor, Tensor, Tensor]:
     """z-score (B, R) over regions: returns (z, loc (B,), scale (B,)). A constant channel gives z = 0
-    (scale is floored at eps)."""
+    (scale is floored at eps). validate=False: the caller has checked scores (the allocator checks
+    all channels at once)."""
+    if validate:
+        check_values(scores, "scores", "(B, R)", 2)
+        if not (isinstance(eps, (int, float)) and not isinstance(eps, bool) and 0 < eps < float("inf")):
+            raise ValueError(f"eps must be a positive finite number, got {eps!r}")
     loc = scores.mean(-1)  # (B,)
     scale = scores.std(-1, unbiased=False).clamp_min(eps) if scores.shape[-1] > 1 \
         else torch.full_like(loc, eps)

@@ -148,26 +148,4 @@ EXEMPT = {
 
 # Known findings in the owner's area (case id -> what happens); strict xfails: remove an entry once fixed.
 XFAIL = {
-    'arrcoc.relevance.RelevanceConfig:cost:cost':
-        "relevance.RelevanceConfig: bad cost -> raised TypeError that does not name 'cost': float() argument must be a string or a real number, not 'NoneType'",
-    'arrcoc.relevance.RelevanceConfig:levels:levels':
-        'relevance.RelevanceConfig: bad levels -> returns NaN/inf or raises an error that does not name it',
-    'arrcoc.relevance.config.validate_levels:levels':
-        'relevance.config.validate_levels: bad levels -> returns NaN/inf or raises an error that does not name it',
-    'arrcoc.relevance.scorers.standardize:scores':
-        'relevance.scorers.standardize: bad scores -> returns NaN/inf or raises an error that does not name it',
-    'arrcoc.relevance.cues.colour_match:region_rgb':
-        'relevance.cues.colour_match: bad region_rgb -> returns NaN/inf or raises an error that does not name it',
-    'arrcoc.relevance.cues.colour_weights:colours':
-        'relevance.cues.colour_weights: bad colours -> returns NaN/inf or raises an error that does not name it',
-    'arrcoc.relevance.cues.region_centres:grid':
-        'relevance.cues.region_centres: bad grid -> raised RuntimeError (not a clear TypeError/ValueError): upper bound and lower bound inconsistent with step sign',
-    'arrcoc.relevance.cues.rgb_to_hsv:rgb':
-        'relevance.cues.rgb_to_hsv: bad rgb -> returns NaN/inf or raises an error that does not name it',
-    'arrcoc.relevance.cues.spatial_prior:width':
-        'relevance.cues.spatial_prior: bad width -> has NaN/inf entries: [nan, nan, nan, nan, nan, nan]',
-    'arrcoc.relevance.cues.text_density:region_grey':
-        'relevance.cues.text_density: bad region_grey -> returns NaN/inf or raises an error that does not name it',
-    'arrcoc.relevance.question.parse_questions:questions':
-        "relevance.question.parse_questions: bad questions -> raised TypeError that does not name 'questions': 'NoneType' object is not iterable",
 }

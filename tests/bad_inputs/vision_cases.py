@@ -160,12 +160,4 @@ EXEMPT = {
 
 # Known findings in the owner's area (case id -> what happens); strict xfails: remove an entry once fixed.
 XFAIL = {
-    'arrcoc.assets.make_sample.make_sample_scene:width':
-        "assets.make_sample.make_sample_scene: bad width -> raised TypeError that does not name 'width': 'float' object cannot be interpreted as an integer",
-    'arrcoc.modeling.zero_shot.build_concept_scorer:backbone_spec':
-        'modeling.zero_shot.build_concept_scorer: bad backbone_spec -> returns NaN/inf or raises an error that does not name it',
-    'arrcoc.modeling.zero_shot.imagenet_label_texts:max_synonyms':
-        "modeling.zero_shot.imagenet_label_texts: bad max_synonyms -> raised TypeError that does not name 'max_synonyms': slice indices must be integers or None or have an __index__ method",
-    'arrcoc.modeling.zero_shot.label_embeddings:encoder':
-        'modeling.zero_shot.label_embeddings: bad encoder -> returns NaN/inf or raises an error that does not name it',
 }

@@ -86,9 +86,10 @@ def test_stuck_chain_at_the_end_of_warmup_is_reported():
         minor = -0.5 * (((x + 3.0) / 0.1) ** 2).sum(-1) - 40.0
         return torch.logaddexp(major, minor)
     init = torch.tensor([[3.0, 3.0], [3.0, 3.0], [-3.0, -3.0], [3.0, 3.0]], dtype=torch.float64)
-    with pytest.warns(MCMCDiagnosticWarning, match="stuck"):
+    with pytest.warns(MCMCDiagnosticWarning) as record:
         res = sample(NUTS(), two_modes, dim=2, num_chains=4, num_warmup=200, num_samples=200, init=init,
                      generator=torch.Generator().manual_seed(3), progress=False)
+    assert any("stuck" in str(r.message) for r in record)
     stuck = next(w for w in res.warnings if w.kind == "stuck_chain")
     assert stuck.chains == (2,) and res.diagnostics.stuck_chains == [2]
     lp = res.diagnostics.warmup_logdensity

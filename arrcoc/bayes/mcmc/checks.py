@@ -200,8 +200,8 @@ def diagnose(draws: dict[str, torch.Tensor], unconstrained: torch.Tensor, info: 
             setattr(diag, f"min_{kind}", value)
             setattr(diag, f"min_{kind}_parameter", names[i])
             if value < floor:
-                found.append(MCMCWarning(kind, f"min {method} ESS {value:.1f} < {cfg.min_ess_per_chain:g} per chain "
-                                         f"x {C} chains ({names[i]}): run longer or reparameterise"))
+                found.append(MCMCWarning(kind, f"min {method} ESS {value:.1f} < {floor:g} ({cfg.min_ess_per_chain:g} per "
+                                         f"chain x {C} chains; {names[i]}): run longer or reparameterise"))
         if C >= 2:
             found.extend(_far_chain_means(x, names, cfg))
     # ---- runaway draws (unconstrained)

@@ -8,6 +8,10 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 EXTRAS := test
+# What the tests use beyond the package: tritonclient (in .venv), a tritonserver side environment
+# under /tmp (nvidia-pytriton pins numpy<2, so it never goes into .venv) and Debian's Chromium for the
+# demo's browser test. Each step is best effort: where it cannot install, its tests skip and say why.
+TEST_EXTRAS := $(VENV)/.test-extras
 
 .PHONY: run test install clean
 
@@ -19,10 +23,24 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt Makefile
 
 install: $(STAMP)
 
+$(TEST_EXTRAS): $(STAMP)
+	$(PIP) install -q --disable-pip-version-check -c constraints.txt "tritonclient[http,grpc]>=2.40" >/dev/null 2>&1 \
+	  || echo "make: tritonclient could not be installed; the tritonserver tests will skip"
+	$(PY) -m arrcoc.serving.server install >/dev/null 2>&1 \
+	  || echo "make: the tritonserver side environment could not be installed; the tritonserver tests will skip"
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null \
+	    || echo "make: chromium could not be installed; the browser test will skip"; \
+	  else echo "make: chromium + chromium-driver not installed (needs root and apt); the browser test will skip"; fi; \
+	fi
+	touch $(TEST_EXTRAS)
+
 run: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m arrcoc.cli allocate arrcoc/assets/sample_scene.png --query "What does the blue sign say?" --budget 640 --out arrcoc_overlay.png
 
-test: $(STAMP)
+test: $(STAMP) $(TEST_EXTRAS)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 clean:

@@ -141,8 +141,9 @@ def optimize_for_cpu(model, backend: str = "auto", config: CpuConfig | None = No
     reasons = [f"bf16 {'on' if bf16 else 'off'}: CPU {'has' if native_bf16 else 'lacks'} AVX512-BF16/AMX"
                + ("" if config.bf16 == "auto" else " (forced by config)")]
     inner = getattr(model.backbone, "model", None)
-    is_conv = inner is not None and any(isinstance(m, torch.nn.Conv2d) for m in inner.modules()) \
-        and getattr(model.backbone, "_vit", False) is False
+    # a CNN backbone (timm CNNs set _vit False); ViTs' patch-embedding convolution does not count
+    is_conv = inner is not None and getattr(model.backbone, "_vit", True) is False \
+        and any(isinstance(m, torch.nn.Conv2d) for m in inner.modules())
     channels_last = is_conv if config.channels_last == "auto" else bool(config.channels_last)
     reasons.append(f"channels-last {'on' if channels_last else 'off'}: "
                    + ("convolutional backbone" if is_conv else "not a convolutional backbone"))

@@ -7,6 +7,7 @@ relevance   scorers -> relevance posterior -> Thompson sampling -> budgeted allo
 backbones   uniform access to HF vision models, timm models and the bundled pretrained default
 modeling    Hugging Face config / PreTrainedModel / image processor (uses relevance, backbones)
 adapters    drop-in use inside transformers VLM classes (uses modeling)
+serving     Triton export, uncertainty-aware cache, CPU backends (uses modeling)
 
 ``import arrcoc`` loads none of them; ``import arrcoc.bayes`` loads no vision, transformers or timm
 code (the torchvision compatibility fix runs when ``arrcoc.backbones`` is imported).
@@ -14,10 +15,10 @@ code (the torchvision compatibility fix runs when ``arrcoc.backbones`` is import
 import importlib
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "bayes", "relevance", "backbones", "modeling", "adapters"]
+__all__ = ["__version__", "bayes", "relevance", "backbones", "modeling", "adapters", "serving"]
 
 
 def __getattr__(name):  # lazy subpackages: `import arrcoc` stays cheap
-    if name in ("bayes", "relevance", "modeling", "backbones", "adapters"):
+    if name in ("bayes", "relevance", "modeling", "backbones", "adapters", "serving"):
         return importlib.import_module(f"arrcoc.{name}")
     raise AttributeError(f"module 'arrcoc' has no attribute {name!r}")

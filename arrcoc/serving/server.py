@@ -202,7 +202,8 @@ class TritonServer:
                "--http-address", "127.0.0.1", "--http-port", str(self.http_port),
                "--grpc-address", "127.0.0.1", "--grpc-port", str(self.grpc_port),
                "--metrics-address", "127.0.0.1", "--metrics-port", str(self.metrics_port),
-               "--allow-cpu-metrics", "false", "--exit-on-error", "true", *self.extra_args]
+               "--allow-cpu-metrics", "false", "--exit-on-error", "true",
+               "--exit-timeout-secs", "3", *self.extra_args]  # stop() does not wait 30 s for idle clients
         log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=server_environment(self.install),
                                      start_new_session=True)

@@ -64,6 +64,7 @@ def main(argv=None) -> dict:
     plan_ctx = lambda: torch.autocast("cpu", enabled=False)  # noqa: E731
     run()  # warm-up
     t_eager, ref = _time(run, args.repeats)
+    print(f"eager: {t_eager * 1e3:.0f} ms (median of {args.repeats})", flush=True)
     plan = optimize_for_cpu(model, args.backend)
     plan_ctx = plan.autocast
     t = time.perf_counter()

@@ -20,7 +20,6 @@ Bad input raises ``ValueError`` / ``TypeError`` naming the input (``image``, ``q
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import io
 import os
@@ -68,19 +67,12 @@ class ServingConfig:
             check_int(self.allocator_threads, "allocator_threads", minimum=1)
 
 
-@contextlib.contextmanager
 def limit_threads(n: int | None):
-    """torch.set_num_threads(n) inside the block (the previous count restored); None: unchanged."""
-    if n is None:
-        yield
-        return
-    n = check_int(n, "n", minimum=1)
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
+    """torch.set_num_threads(n) inside the block (the previous count restored); None: unchanged.
+    The toolkit's ``torch_threads`` context manager, with the count checked by name."""
+    from arrcoc.bayes.mcmc.driver import torch_threads
+
+    return torch_threads(None if n is None else check_int(n, "n", minimum=1))
 
 
 def decode_image(image_bytes, max_bytes: int = 32 * 2 ** 20, max_pixels: int = 40_000_000):

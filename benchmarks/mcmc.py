@@ -86,7 +86,7 @@ from arrcoc.bayes.mcmc import NUTS, Model, sample  # noqa: E402
 __all__ = ["METRIC", "Run", "main", "min_bulk_ess", "ratios", "run_numpyro", "run_ours", "run_pyro",
            "use_fresh_inductor_cache"]
 
-DB = ROOT / ".." / "shared" / "posteriordb"
+DB = ROOT / "tests" / "data" / "posteriordb"  # vendored reference posteriors (BSD-3)
 NUMPYRO_SCRIPT = Path(__file__).resolve().with_name("mcmc_numpyro.py")
 OURS = ("arrcoc eager", "arrcoc compiled")
 PEERS = ("pyro", "pyro jit", "numpyro")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 __all__ = ["main"]
 
-DB = Path(__file__).resolve().parents[1] / ".." / "shared" / "posteriordb"
+DB = Path(__file__).resolve().parents[1] / "tests" / "data" / "posteriordb"  # vendored (BSD-3)
 
 
 def load(name):

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from hypothesis import strategies as st
 
-__all__ = ["Case", "resolve", "BAD_REAL", "BAD_POSITIVE", "BAD_INT", "BAD_COUNT", "BAD_PROB", "BAD_TENSOR",
+__all__ = ["Case", "resolve", "keyword_cases", "BAD_REAL", "BAD_POSITIVE", "BAD_INT", "BAD_COUNT", "BAD_PROB", "BAD_TENSOR",
            "BAD_GENERATOR", "BAD_STR", "BAD_CALLABLE", "BAD_BOOL", "bad_tensor", "F64"]
 
 F64 = torch.float64
@@ -105,3 +105,18 @@ def bad_tensor(shape=(4, 5), *, dtype=F64, wrong_shapes=None, allow_empty_ok: bo
 
 
 BAD_TENSOR = bad_tensor()
+
+
+def keyword_cases(prefix: str, examples: int = 5):
+    """The case factory every case module uses: ``kw(path, base, arg, bad, ...)`` builds a Case that
+    calls ``prefix + path`` with the keyword arguments ``base`` (a dict, or a callable returning one)
+    and ``arg`` replaced by the bad value; names in ``pos`` are passed positionally, in order."""
+    def kw(path, base, arg, bad, *, name="", check=None, xfail=None, pos=(), examples=examples, finite=True):
+        def call(v):
+            args = base() if callable(base) else dict(base)
+            args[arg] = v
+            positional = [args.pop(p) for p in pos]
+            return resolve(prefix + path)(*positional, **args)
+        return Case(prefix + path, arg, call, bad, check=check, xfail=xfail, name=name, examples=examples,
+                    finite=finite)
+    return kw

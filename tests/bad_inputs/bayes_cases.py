@@ -8,7 +8,7 @@ from torch import nn
 from torch.distributions import Normal
 from hypothesis import strategies as st
 
-from . import (BAD_BOOL, BAD_CALLABLE, BAD_COUNT, BAD_GENERATOR, BAD_INT, BAD_POSITIVE, BAD_PROB, BAD_REAL,
+from . import (keyword_cases, BAD_BOOL, BAD_CALLABLE, BAD_COUNT, BAD_GENERATOR, BAD_INT, BAD_POSITIVE, BAD_PROB, BAD_REAL,
                BAD_STR, BAD_TENSOR, F64, Case, bad_tensor)
 
 B = "arrcoc.bayes."
@@ -59,15 +59,7 @@ def _m(path):
     return resolve(B + path)
 
 
-def kw(path, base: dict, arg: str, bad, *, name="", check=None, xfail=None, examples=6, finite=True, pos=()):
-    """A case calling ``B + path`` with ``base`` keyword arguments and ``arg`` replaced by a bad value."""
-    def call(v):
-        fn = _m(path)
-        args = base() if callable(base) else dict(base)
-        args[arg] = v
-        positional = [args.pop(p) for p in pos]
-        return fn(*positional, **args)
-    return Case(B + path, arg, call, bad, check=check, xfail=xfail, name=name, examples=examples, finite=finite)
+kw = keyword_cases(B, examples=6)
 
 
 

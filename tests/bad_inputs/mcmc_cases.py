@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from . import (BAD_BOOL, BAD_CALLABLE, BAD_COUNT, BAD_GENERATOR, BAD_INT, BAD_POSITIVE, BAD_PROB, BAD_REAL, BAD_STR,
+from . import (keyword_cases, BAD_BOOL, BAD_CALLABLE, BAD_COUNT, BAD_GENERATOR, BAD_INT, BAD_POSITIVE, BAD_PROB, BAD_REAL, BAD_STR,
                BAD_TENSOR, F64, Case, bad_tensor, resolve)
 
 M = "arrcoc.bayes.mcmc."
@@ -33,13 +33,7 @@ def metric():
     return mc("identity_metric")(2, 3, False, F64)
 
 
-def kw(path, base, arg, bad, *, name="", xfail=None, pos_args=(), examples=5, finite=True):
-    def call(v):
-        args = base() if callable(base) else dict(base)
-        args[arg] = v
-        positional = [args.pop(p) for p in pos_args]
-        return mc(path)(*positional, **args)
-    return Case(M + path, arg, call, bad, xfail=xfail, name=name, examples=examples, finite=finite)
+kw = keyword_cases(M)
 
 
 def sample_kw(kernel=None, **over):
@@ -100,7 +94,7 @@ CASES = [
     kw("checks.RunDiagnostics", {"num_chains": 2, "num_draws": 4}, "num_chains", BAD_COUNT),
     kw("initialization.UniformInit", {}, "low", BAD_REAL),
     kw("initialization.OptimizeInit", {}, "num_candidates", BAD_COUNT),
-    kw("initialization.as_init_strategy", {"init": "uniform"}, "init", BAD_STR, pos_args=("init",)),
+    kw("initialization.as_init_strategy", {"init": "uniform"}, "init", BAD_STR, pos=("init",)),
     # -------------------------------------------------------------------------- kernels and states
     kw("hmc_init", {"logdensity_fn": ld}, "position", bad_tensor((2, 3))),
     kw("rwmh_init", {"logdensity_fn": ld}, "position", bad_tensor((2, 3))),

@@ -5,7 +5,7 @@ import torch
 
 from hypothesis import strategies as st
 
-from . import (OPAQUE, BAD_BOOL, BAD_CALLABLE, BAD_COUNT, BAD_GENERATOR, BAD_INT, BAD_POSITIVE, BAD_PROB, BAD_REAL, BAD_STR,
+from . import (keyword_cases, OPAQUE, BAD_BOOL, BAD_CALLABLE, BAD_COUNT, BAD_GENERATOR, BAD_INT, BAD_POSITIVE, BAD_PROB, BAD_REAL, BAD_STR,
                BAD_TENSOR, Case, bad_tensor, resolve)
 
 R = "arrcoc.relevance."
@@ -32,13 +32,7 @@ def table(b=1, r=16):
     return torch.rand(b, r, len(LEVELS), generator=g())
 
 
-def kw(path, base, arg, bad, *, name="", xfail=None, pos=(), examples=5, finite=True):
-    def call(v):
-        args = base() if callable(base) else dict(base)
-        args[arg] = v
-        positional = [args.pop(p) for p in pos]
-        return rel(path)(*positional, **args)
-    return Case(R + path, arg, call, bad, xfail=xfail, name=name, examples=examples, finite=finite)
+kw = keyword_cases(R)
 
 
 def solver_base():

@@ -6,7 +6,7 @@ import functools
 
 import torch
 
-from . import (BAD_BOOL, BAD_CALLABLE, BAD_COUNT, BAD_INT, BAD_POSITIVE, BAD_REAL, BAD_STR, BAD_TENSOR, OPAQUE,
+from . import (keyword_cases, BAD_BOOL, BAD_CALLABLE, BAD_COUNT, BAD_INT, BAD_POSITIVE, BAD_REAL, BAD_STR, BAD_TENSOR, OPAQUE,
                Case, bad_tensor, resolve)
 from hypothesis import strategies as st
 
@@ -25,13 +25,7 @@ def pixels():
     return torch.rand(1, 3, 128, 128, generator=torch.Generator().manual_seed(0))
 
 
-def kw(path, base, arg, bad, *, name="", xfail=None, pos=(), examples=4, finite=True):
-    def call(v):
-        args = base() if callable(base) else dict(base)
-        args[arg] = v
-        positional = [args.pop(p) for p in pos]
-        return obj(path)(*positional, **args)
-    return Case("arrcoc." + path, arg, call, bad, xfail=xfail, name=name, examples=examples, finite=finite)
+kw = keyword_cases("arrcoc.", examples=4)
 
 
 def view():

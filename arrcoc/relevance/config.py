@@ -79,6 +79,18 @@ def _default_cue_scale() -> dict[str, float]:
     return {"concept": 0.12, "text_concept": 0.12, "text_pixels": 0.05, "colour": 0.1, "spatial": 0.33}
 
 
+def _per_channel(given: dict, defaults: dict, name: str, known) -> dict[str, float]:
+    """``defaults`` updated with ``given`` (channel -> positive finite float); unknown channels refused."""
+    unknown = set(given) - set(defaults)
+    if unknown:
+        raise ValueError(f"{name} has unknown channels {sorted(unknown)}; known: {known}")
+    out = dict(defaults)
+    out.update({k: float(v) for k, v in given.items()})
+    if any(not (math.isfinite(v) and v > 0) for v in out.values()):
+        raise ValueError(f"{name} values must be positive and finite, got {out}")
+    return out
+
+
 @dataclass
 class RelevanceConfig:
     """Everything the relevance allocator needs; every field is JSON-serialisable.
@@ -200,7 +212,7 @@ class RelevanceConfig:
         if self.cost < 0:
             raise ValueError(f"cost must be non-negative, got {self.cost}")
         for name in ("gain_ref_tokens", "laplace_prior_precision", "feature_temperature", "tau",
-                     "sigma", "spectral_blur"):
+                     "sigma", "spectral_blur", "gain_half", "gain_steepness"):
             v = float(getattr(self, name))
             if not (math.isfinite(v) and v > 0):
                 raise ValueError(f"{name} must be a positive finite number, got {v}")
@@ -210,30 +222,13 @@ class RelevanceConfig:
             raise ValueError(f"probability must be 'softmax' or 'sigmoid', got {self.probability!r}")
         if self.gain not in ("resolution", "information"):
             raise ValueError(f"gain must be 'resolution' or 'information', got {self.gain!r}")
-        for name in ("gain_half", "gain_steepness"):
-            v = float(getattr(self, name))
-            if not (math.isfinite(v) and v > 0):
-                raise ValueError(f"{name} must be a positive finite number, got {v}")
-        scales = dict(_default_cue_scale())
-        unknown = set(self.cue_scale) - set(scales)
-        if unknown:
-            raise ValueError(f"cue_scale has unknown channels {sorted(unknown)}; known: {sorted(scales)}")
-        scales.update({k: float(v) for k, v in self.cue_scale.items()})
-        if any(not (math.isfinite(v) and v > 0) for v in scales.values()):
-            raise ValueError(f"cue_scale values must be positive and finite, got {scales}")
-        self.cue_scale = scales
+        self.cue_scale = _per_channel(self.cue_scale, _default_cue_scale(), "cue_scale",
+                                      sorted(_default_cue_scale()))
         if self.solver not in ("dp", "greedy"):
             raise ValueError(f"solver must be 'dp' or 'greedy', got {self.solver!r}")
         if self.standardize not in ("image", "none"):
             raise ValueError(f"standardize must be 'image' or 'none', got {self.standardize!r}")
-        prec = dict(_default_precision())
-        unknown = set(self.init_precision) - set(CHANNELS)
-        if unknown:
-            raise ValueError(f"init_precision has unknown channels {sorted(unknown)}; known: {CHANNELS}")
-        prec.update({k: float(v) for k, v in self.init_precision.items()})
-        if any(not (math.isfinite(v) and v > 0) for v in prec.values()):
-            raise ValueError(f"init_precision values must be positive and finite, got {prec}")
-        self.init_precision = prec
+        self.init_precision = _per_channel(self.init_precision, _default_precision(), "init_precision", CHANNELS)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (lists for tuples) that json.dumps accepts."""

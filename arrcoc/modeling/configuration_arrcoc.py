@@ -41,8 +41,10 @@ class ARRCOCVisionConfig(PretrainedConfig):
         image_size: side of the square image the processor produces; 640 gives 160-px cells on the
             4x4 grid, close to the 8x8..20x20-cell encodings' native detail without wasting pixels.
         grid: G of the G x G region grid (DESIGN step 1: 4 -> 16 regions).
-        global_tokens: tokens of the global thumbnail (a perfect square); 64 = DeepSeek-OCR "Tiny",
-            the cheapest view that still gives the LLM a layout of the whole image.
+        global_tokens: tokens of the global thumbnail (a perfect square, or 0 for none); 64 =
+            DeepSeek-OCR "Tiny", the cheapest view that still gives the LLM a layout of the whole
+            image. 0 emits no global view (the glimpse still runs, at ``glimpse_side``): with
+            ``grid=1`` one region covering the whole image is the VLM's own full-image encoding.
         levels: token levels a region may get (0 = skipped); DeepSeek-OCR's 64/100/256/400.
         budget: total visual tokens per image (global + regions); 1024 is a quarter of a
             full-detail 16 x 256 = 4096-token encoding.
@@ -117,9 +119,9 @@ class ARRCOCVisionConfig(PretrainedConfig):
             raise ValueError(f"grid must be >= 1, got {self.grid}")
         if self.image_size < 4 * self.grid:
             raise ValueError(f"image_size {self.image_size} too small for a {self.grid}x{self.grid} grid")
-        side = math.isqrt(self.global_tokens)
-        if self.global_tokens < 1 or side * side != self.global_tokens:
-            raise ValueError(f"global_tokens must be a positive perfect square, got {self.global_tokens}")
+        side = math.isqrt(max(self.global_tokens, 0))
+        if self.global_tokens < 0 or side * side != self.global_tokens:
+            raise ValueError(f"global_tokens must be a perfect square (0 = no global view), got {self.global_tokens}")
         if sorted(set(self.levels)) != self.levels or self.levels[0] != 0 or len(self.levels) < 2:
             raise ValueError(f"levels must be sorted, unique, start at 0 and have a positive level, got {self.levels}")
         for lv in self.levels[1:]:
@@ -134,6 +136,11 @@ class ARRCOCVisionConfig(PretrainedConfig):
         for key in ("levels", "budget", "grid"):
             if key in self.relevance:
                 raise ValueError(f"set {key!r} on ARRCOCVisionConfig itself, not in `relevance`")
+
+    @property
+    def is_vlm_tower(self) -> bool:
+        """True when the backbone is a VLM's own vision tower (built by ``arrcoc.adapters.from_vlm``)."""
+        return self.backbone.get("type") == "vlm"
 
     @property
     def global_side(self) -> int:

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
-from arrcoc.backbones import build_backbone, build_query_encoder
+from arrcoc.backbones import VisionBackbone, build_backbone, build_query_encoder
 from arrcoc.relevance.allocator import RelevanceAllocator
 from arrcoc.relevance.config import RelevanceConfig
 
@@ -84,18 +84,43 @@ class ARRCOCPreTrainedModel(PreTrainedModel):
 class ARRCOCVisionModel(ARRCOCPreTrainedModel):
     """ARR-COC vision encoder. See the module docstring and ``ARRCOCVisionOutput``."""
 
-    def __init__(self, config: ARRCOCVisionConfig):
+    def __init__(self, config: ARRCOCVisionConfig, backbone: VisionBackbone | None = None,
+                 query_encoder: nn.Module | None = None, region_scorer=None):
+        """Build from ``config``; the three optional arguments are constructor seams:
+
+        backbone: a ``VisionBackbone`` used as is instead of building ``config.backbone`` (e.g. a
+            VLM's own vision tower from ``arrcoc.adapters``: its modules are shared, not copied).
+            Required when ``config.backbone["type"] == "vlm"``.
+        query_encoder: a text encoder (``arrcoc.backbones.text`` interface) used instead of
+            building ``config.query_encoder``.
+        region_scorer: a callable ``(glimpse_tokens (B, n, D), region_features (B, R, D), queries
+            list[str] | None) -> {"vlm_query": (B, R)}`` run after the glimpse; its scores enter the
+            relevance posterior as the external channel "vlm_query". Kept unregistered (it usually
+            wraps modules of a VLM that the VLM owns and moves).
+        """
         # The model owns a copy: filling in the backbone's normalisation below must not change the
         # caller's config object (which may configure other models).
         config = copy.deepcopy(config)
         super().__init__(config)
+        if backbone is not None and not isinstance(backbone, VisionBackbone):
+            raise TypeError(f"backbone must be an arrcoc.backbones.VisionBackbone, got {type(backbone).__name__}")
+        if backbone is None and config.is_vlm_tower:
+            raise ValueError("this config wraps a VLM's own vision tower (backbone type 'vlm'); build the model "
+                             "with arrcoc.adapters.from_vlm(vlm) or pass backbone=<the tower>")
+        if query_encoder is not None and not (isinstance(query_encoder, nn.Module)
+                                              and hasattr(query_encoder, "tokenize") and hasattr(query_encoder, "dim")):
+            raise TypeError("query_encoder must be an nn.Module with .dim and .tokenize() (arrcoc.backbones.text), "
+                            f"got {type(query_encoder).__name__}")
+        if region_scorer is not None and not callable(region_scorer):
+            raise TypeError(f"region_scorer must be callable, got {type(region_scorer).__name__}")
+        self.__dict__["region_scorer"] = region_scorer
         # every random initial weight (query head, region embeddings, untrained backbones) is drawn
         # from a private generator seeded by config.init_seed: the same config gives the same model
         # in every process, and the caller's global RNG stream is not advanced
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.init_seed)
-            self.backbone = build_backbone(config.backbone)
-            self.query_encoder = build_query_encoder(config.query_encoder)
+            self.backbone = backbone if backbone is not None else build_backbone(config.backbone)
+            self.query_encoder = query_encoder if query_encoder is not None else build_query_encoder(config.query_encoder)
             dim = self.backbone.feature_dim
             rel = RelevanceConfig(levels=tuple(config.levels), budget=config.budget,
                                   global_tokens=config.global_tokens, grid=config.grid, **config.relevance)
@@ -105,7 +130,10 @@ class ARRCOCVisionModel(ARRCOCPreTrainedModel):
                                                required=config.concept is True)
             self.allocator = RelevanceAllocator(rel, feature_dim=dim, query_dim=self.query_encoder.dim,
                                                 concept=concept)
-            self.glimpse_side = config.glimpse_side or (16 if concept is not None else config.global_side)
+            # the glimpse's side: 16 for ConSE (see the config), else the thumbnail's own pass; with
+            # no thumbnail (global_tokens=0) an 8 x 8 token pass, at least one token per region
+            self.glimpse_side = config.glimpse_side or (
+                16 if concept is not None else (config.global_side or max(8, config.grid)))
             self.region_embed = nn.Embedding(config.num_regions + 1, dim) if config.region_embeddings else None
             mean = config.image_mean or list(self.backbone.image_mean)
             std = config.image_std or list(self.backbone.image_std)
@@ -190,18 +218,22 @@ class ARRCOCVisionModel(ARRCOCPreTrainedModel):
         return QuestionBatch.from_cues(cues, vec, embed_dim=self.query_encoder.dim, device=device, dtype=dtype)
 
     # ------------------------------------------------------------------ stages
-    def glimpse(self, pixel_bb: Tensor) -> tuple[Tensor, Tensor]:
+    def glimpse(self, pixel_bb: Tensor, return_tokens: bool = False):
         """Low-resolution backbone pass(es): global thumbnail tokens (B, g*g, D) and region features
         (B, R, D): the token grid of a ``glimpse_side`` pass adaptive-pooled to G x G (the same pass
-        when glimpse_side equals the thumbnail's side, else a second, finer one)."""
+        when glimpse_side equals the thumbnail's side, else a second, finer one). With
+        ``global_tokens=0`` the thumbnail tokens are (B, 0, D). ``return_tokens`` also returns the
+        glimpse pass's own tokens (B, side*side, D), row-major."""
         gs, G = self.config.global_side, self.config.grid
-        tokens = self._pass(pixel_bb, gs)  # (B, gs*gs, D)
-        fine = tokens if self.glimpse_side == gs else self._pass(pixel_bb, self.glimpse_side)
+        tokens = self._pass(pixel_bb, gs) if gs > 0 else None  # (B, gs*gs, D)
+        fine = tokens if (tokens is not None and self.glimpse_side == gs) else self._pass(pixel_bb, self.glimpse_side)
         b, n, d = fine.shape
+        if tokens is None:
+            tokens = fine.new_zeros(b, 0, d)  # (B, 0, D): no global view
         side = self.glimpse_side
         fmap = fine.transpose(1, 2).reshape(b, d, side, side)  # (B, D, side, side)
         regions = F.adaptive_avg_pool2d(fmap, G).flatten(2).transpose(1, 2)  # (B, R, D)
-        return tokens, regions
+        return (tokens, regions, fine) if return_tokens else (tokens, regions)
 
     def _pass(self, pixel_bb: Tensor, side: int) -> Tensor:
         size = self.backbone.input_size(side)
@@ -263,7 +295,7 @@ class ARRCOCVisionModel(ARRCOCPreTrainedModel):
         token_region = torch.full((b_sz, n_max), PAD_REGION, dtype=torch.long, device=global_tokens.device)
         full = boxes.new_tensor([0.0, 0.0, float(width), float(height)]).expand(b_sz, 4)
         glob = global_tokens
-        if self.region_embed is not None:
+        if self.region_embed is not None and n_glob > 0:
             centres = token_centres(full, self.config.global_side, height, width)  # (B, g*g, 2)
             glob = glob + sincos_2d(centres, d).to(glob.dtype) + self.region_embed.weight[0]
         hidden[:, :n_glob] = glob
@@ -284,6 +316,20 @@ class ARRCOCVisionModel(ARRCOCPreTrainedModel):
         attention_mask = (token_region != PAD_REGION).long()
         return hidden, attention_mask, token_region, totals
 
+    def _check_allocation(self, allocation, batch: int, device) -> Tensor:
+        """A user-given (B, R) allocation: integer tensor whose entries are all in ``config.levels``."""
+        R = self.config.num_regions
+        if not isinstance(allocation, Tensor) or allocation.is_floating_point() or allocation.is_complex() \
+                or allocation.dtype == torch.bool or tuple(allocation.shape) != (batch, R):
+            got = f"{allocation.dtype} {tuple(allocation.shape)}" if isinstance(allocation, Tensor) else type(allocation).__name__
+            raise ValueError(f"allocation must be an integer tensor of shape (B, R) = ({batch}, {R}), got {got}")
+        allocation = allocation.to(device=device, dtype=torch.long)
+        levels = torch.tensor(self.config.levels, device=device)
+        if not torch.isin(allocation, levels).all():
+            bad = sorted(set(allocation[~torch.isin(allocation, levels)].tolist()))
+            raise ValueError(f"allocation entries must be token levels {self.config.levels}, got {bad}")
+        return allocation
+
     # ------------------------------------------------------------------ forward
     def forward(self, pixel_values: Tensor, queries: Sequence[str] | str | None = None,
                 query_input_ids: Tensor | None = None, query_attention_mask: Tensor | None = None,
@@ -291,7 +337,7 @@ class ARRCOCVisionModel(ARRCOCPreTrainedModel):
                 budget: int | Tensor | None = None, generator: torch.Generator | None = None,
                 deterministic: bool | None = None, num_rounds: int | None = None,
                 return_dict: bool | None = None, question: QuestionBatch | None = None,
-                **kwargs) -> ARRCOCVisionOutput | tuple:
+                allocation: Tensor | None = None, **kwargs) -> ARRCOCVisionOutput | tuple:
         """Encode images with a relevance-allocated token budget.
 
         pixel_values (B, 3, H, W) normalised with ``config.image_mean/std`` (the image processor
@@ -302,6 +348,10 @@ class ARRCOCVisionModel(ARRCOCPreTrainedModel):
         (``model.question_batch(strings, device, dtype)``).
         budget: total tokens per image (global thumbnail + regions), int or (B,); default
         ``config.budget``. deterministic: posterior mean instead of a Thompson draw.
+        allocation: (B, R) integer tokens per region, each one of ``config.levels``: encode exactly
+        this allocation instead of the allocator's decision (baselines, evaluation, training under
+        other policies); the posterior is still computed and reported; one round only; the budget
+        is not applied to it.
         """
         if kwargs:
             raise TypeError(f"unexpected arguments {sorted(kwargs)}")
@@ -321,9 +371,18 @@ class ARRCOCVisionModel(ARRCOCPreTrainedModel):
             question = self.question_batch([queries] * batch if isinstance(queries, str) else list(queries),
                                            device, pixel_values.dtype)
 
+        forced = None if allocation is None else self._check_allocation(allocation, batch, device)
+        if forced is not None and rounds > 1:
+            raise ValueError("allocation= fixes the whole allocation; it cannot be combined with num_rounds > 1")
+        if forced is not None:
+            deterministic = True  # nothing is drawn: the reported posterior is the posterior mean's
         pixel_bb = self._to_backbone(pixel_values)
         boxes = grid_boxes(height, width, self.config.grid, batch, device=device)  # (B, R, 4)
-        global_tokens, region_features = self.glimpse(pixel_bb)  # (B, g*g, D), (B, R, D)
+        global_tokens, region_features, glimpse_tokens = self.glimpse(pixel_bb, return_tokens=True)  # (B,g*g,D), (B,R,D), (B,n,D)
+        channel_scores = None
+        if self.region_scorer is not None:
+            words = None if queries is None else ([queries] * batch if isinstance(queries, str) else list(queries))
+            channel_scores = self.region_scorer(glimpse_tokens, region_features, words) or None
         rgb = self._unnormalise(pixel_values).clamp(0, 1)
         flat = boxes.reshape(-1, 4)
         bidx = torch.arange(batch, device=device).repeat_interleave(boxes.shape[1])
@@ -333,8 +392,8 @@ class ARRCOCVisionModel(ARRCOCPreTrainedModel):
         first = region_budget if rounds == 1 else (region_budget // rounds)
         rel = self.allocator(region_features, region_pixels=region_pixels, query_embeds=q_emb,
                              query_mask=q_mask, budget=first + self.config.global_tokens, generator=generator,
-                             deterministic=deterministic, question=question)
-        allocation = rel.allocation.clone()  # (B, R)
+                             deterministic=deterministic, question=question, channel_scores=channel_scores)
+        allocation = rel.allocation.clone() if forced is None else forced  # (B, R)
         mean, var, posterior = rel.relevance_mean, rel.relevance_var, rel.posterior
         region_feats = self.encode_regions(pixel_bb, boxes, allocation, torch.ones_like(allocation, dtype=torch.bool))
         new_keys = list(region_feats)

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from ._validate import (all_finite, as_budget, check_features, check_generator_or_none, check_pixels,
                         check_region_index, first_non_finite)
 from .concept import ConceptScorer
-from .config import CHANNELS, STANDARDIZED, RelevanceConfig
+from .config import CHANNELS, EXTERNAL, STANDARDIZED, RelevanceConfig
 from .cues import COLOUR_NAMES, QuestionBatch, colour_match, region_centres, spatial_prior, text_density
 from .knapsack import (Allocation, allocate_random, allocate_top_k, allocate_uniform, exclude_regions,
                        solve_unchecked, utility_table, utility_unchecked)
@@ -101,9 +101,10 @@ class RelevanceAllocator(nn.Module):
     # ------------------------------------------------------------------ steps (internal: inputs trusted)
     def score(self, region_features: Tensor, *, region_pixels: Tensor | None = None,
               query_embeds: Tensor | None = None, query_mask: Tensor | None = None,
-              question: QuestionBatch | None = None):
+              question: QuestionBatch | None = None, channel_scores: dict | None = None):
         """Run the scorers on checked inputs. Returns (raw scores dict, obs (B,K,R), mask (B,K,R),
-        epistemic factor (B,R,E) on the obs scale with its channels (E,), loc (B,K), scale (B,K))."""
+        epistemic factor (B,R,E) on the obs scale with its channels (E,), loc (B,K), scale (B,K)).
+        channel_scores: scores of the ``EXTERNAL`` channels computed by the caller, (B, R) each."""
         B, R, D = region_features.shape
         grey = None if region_pixels is None else region_pixels.to(region_features.dtype).mean(2)  # (B, R, h, w)
         raw = {}
@@ -113,6 +114,7 @@ class RelevanceAllocator(nn.Module):
         raw["query"] = q.score
         dt, dev = region_features.dtype, region_features.device
         cue_present, cue_sd = self._question_scores(raw, region_features, region_pixels, grey, question)
+        raw.update(channel_scores or {})
         K = len(CHANNELS)
         obs = region_features.new_zeros(B, K, R)
         mask = torch.zeros(B, K, R, dtype=torch.bool, device=dev)
@@ -266,11 +268,14 @@ class RelevanceAllocator(nn.Module):
     def forward(self, region_features: Tensor, *, region_pixels: Tensor | None = None,
                 query_embeds: Tensor | None = None, query_mask: Tensor | None = None,
                 budget=None, generator: torch.Generator | None = None, deterministic: bool = False,
-                question: QuestionBatch | None = None) -> RelevanceOutput:
+                question: QuestionBatch | None = None, channel_scores: dict | None = None) -> RelevanceOutput:
         """Score, infer, sample, allocate. Shapes in the RelevanceOutput field comments.
 
         question: the cues of each image's question (``QuestionBatch.from_cues(parse_questions(...))``)
         for the zero-shot question channels (None: only the bottom-up and learned channels).
+        channel_scores: ``{name: (B, R) scores}`` for channels the caller computes (``EXTERNAL``:
+        "vlm_query", a VLM's own question-to-region score); z-scored per image like the bottom-up
+        channels and weighted by their calibrated precision.
 
         budget: total tokens per image (int or (B,); default ``config.budget``), of which
         ``config.global_tokens`` are already spent on a global view. Validates every argument once;
@@ -287,6 +292,17 @@ class RelevanceAllocator(nn.Module):
                 raise ValueError(f"region_pixels must have shape ({B}, {R}, C, h, w), got "
                                  f"{tuple(getattr(region_pixels, 'shape', ()))}")
             tensors["region_pixels"] = check_pixels(region_pixels, finite=False)
+        if channel_scores is not None:
+            if not isinstance(channel_scores, dict):
+                raise TypeError(f"channel_scores must be a dict of channel name -> (B, R) tensor, "
+                                f"got {type(channel_scores).__name__}")
+            for name, sc in channel_scores.items():
+                if name not in EXTERNAL:
+                    raise ValueError(f"channel_scores has unknown channel {name!r}; expected one of {EXTERNAL}")
+                if not isinstance(sc, Tensor) or not sc.is_floating_point() or tuple(sc.shape) != (B, R):
+                    got = f"{sc.dtype} {tuple(sc.shape)}" if isinstance(sc, Tensor) else type(sc).__name__
+                    raise ValueError(f"channel_scores[{name!r}] must be a floating (B, R) = ({B}, {R}) tensor, got {got}")
+                tensors[f"channel_scores[{name!r}]"] = sc
         if query_embeds is not None:
             qm = self.query.check_query(query_embeds, query_mask, B, finite=False)
             tensors["query_embeds (at valid tokens)"] = torch.where(qm[..., None], query_embeds,
@@ -300,7 +316,7 @@ class RelevanceAllocator(nn.Module):
         check_generator_or_none(generator, deterministic)
         raw, obs, mask, factor, loc, scale = self.score(region_features, region_pixels=region_pixels,
                                                         query_embeds=query_embeds, query_mask=query_mask,
-                                                        question=question)
+                                                        question=question, channel_scores=channel_scores)
         post = self.posterior_from_scores(obs, mask, factor, loc, scale)
         alloc, td = self.allocate(post, None, generator, deterministic, return_draws=True, region_budget=bud)
         return RelevanceOutput(alloc.levels, alloc.level_index, post.mean, post.var, alloc.tokens_used,

@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["RelevanceConfig", "CHANNELS", "STANDARDIZED", "validate_levels"]
+__all__ = ["RelevanceConfig", "CHANNELS", "STANDARDIZED", "EXTERNAL", "validate_levels"]
 
 # Observation channels of the relevance posterior, in the order they are stacked (dim K).
 # Each scorer contributes one or two noisy observations of the relevance logit r_i; "refined" is the
@@ -26,10 +26,15 @@ CHANNELS = (
     "text_pixels",          # thin-stroke density of the region's pixels (reading questions)
     "colour",               # share of the region's pixels in a colour the question names
     "spatial",              # closeness of the region to a position the question names
+    # given from outside the allocator (``channel_scores``), z-scored per image like the bottom-up ones:
+    "vlm_query",            # a VLM's own zero-shot question score of each region (arrcoc.adapters)
 )
 # Channels that are z-scored per image when standardize == "image" (the bottom-up scorers and the
 # learned head, whose units are arbitrary); the others carry their own fixed scale (``cue_scale``).
-STANDARDIZED = ("information_pixel", "information_feature", "salience_contrast", "salience_spectral", "query")
+STANDARDIZED = ("information_pixel", "information_feature", "salience_contrast", "salience_spectral", "query",
+                "vlm_query")
+# Channels whose scores the caller computes and passes to ``RelevanceAllocator.forward(channel_scores=)``.
+EXTERNAL = ("vlm_query",)
 
 
 def validate_levels(levels, name: str = "levels") -> tuple[int, ...]:
@@ -63,8 +68,11 @@ def _default_precision() -> dict[str, float]:
     # raises its precision. The zero-shot question channels carry the question: concept (ConSE) is
     # the main one; the reading and colour cues are strong because when a question names them they
     # pick few regions; the spatial prior is firm but leaves room for content to disagree.
+    # vlm_query (a VLM's own question-to-region similarity, training-free) is z-scored, so it has
+    # unit spread whether or not the question matches anything: 0.5 lets it lead the bottom-up
+    # channels without overriding the spatial / reading / colour cues.
     # Empirical Bayes / supervised calibration (calibration.py) replaces all of these.
-    return {"information_pixel": 0.1, "information_feature": 0.1, "salience_contrast": 0.1,
+    return {"vlm_query": 0.5, "information_pixel": 0.1, "information_feature": 0.1, "salience_contrast": 0.1,
             "salience_spectral": 0.1, "query": 1e-3, "refined": 4.0, "concept": 1.0,
             "text_concept": 0.5, "text_pixels": 2.0, "colour": 2.0, "spatial": 4.0}
 

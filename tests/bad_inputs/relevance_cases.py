@@ -129,6 +129,7 @@ EXEMPT = {
     R + "CHANNELS": "constant (channel names)",
     R + "BASELINES": "constant (baseline policy names)",
     R + "config.STANDARDIZED": "constant (channel names)",
+    R + "config.EXTERNAL": "constant (channel names)",
     R + "cues.QuestionBatch": "NamedTuple of parsed question cues (built by the allocator)",
     R + "cues.COLOUR_NAMES": "constant (colour names)",
     R + "question.QuestionCues": "NamedTuple result of parse_question",

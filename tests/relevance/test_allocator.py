@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from arrcoc.relevance import BASELINES, CHANNELS, RelevanceAllocator, RelevanceConfig
-from arrcoc.relevance.config import STANDARDIZED
+from arrcoc.relevance.config import EXTERNAL, STANDARDIZED
 
 QUESTION_CHANNELS = [c for c in CHANNELS if c not in STANDARDIZED and c != "refined"]
 from arrcoc.relevance.posterior import hierarchical_posterior
@@ -43,7 +43,7 @@ def test_forward_shapes_budget_and_levels(model, gen):
     assert out.allocation.shape == (B, R) and out.allocation.dtype == torch.long
     assert (out.tokens_used <= 1600).all() and (out.tokens_used == out.allocation.sum(-1)).all()
     assert torch.isin(out.allocation, torch.tensor(model.config.levels)).all()
-    assert set(out.scores) == set(CHANNELS) - {"refined"} - set(QUESTION_CHANNELS)  # no question cues given
+    assert set(out.scores) == set(CHANNELS) - {"refined"} - set(QUESTION_CHANNELS) - set(EXTERNAL)  # no question cues given
     assert out.draws.shape == (B, 2, R) and out.query_present.all()
     assert (out.relevance_var > out.posterior.aleatoric_var).all()  # the query head adds epistemic variance
     # per-image budgets

@@ -6,6 +6,7 @@ import arrcoc.backbones  # noqa: F401  (applies the torchvision fix before trans
 
 from .base import AdapterOutput, ARRCOCAdapter
 from .llava import LlavaARRCOCAdapter
+from .llava import LlavaAdapter, LlavaTower
 from .qwen2_vl import ARRCOCProjector, Qwen2VLARRCOCAdapter
 
-__all__ = ["AdapterOutput", "ARRCOCAdapter", "LlavaARRCOCAdapter", "Qwen2VLARRCOCAdapter", "ARRCOCProjector"]
+__all__ = ["AdapterOutput", "ARRCOCAdapter", "LlavaARRCOCAdapter", "LlavaAdapter", "LlavaTower", "Qwen2VLARRCOCAdapter", "ARRCOCProjector"]

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from arrcoc.bayes._validate import check_int
 
-__all__ = ["AdapterOutput", "ARRCOCAdapter", "check_prompts", "left_pad"]
+__all__ = ["AdapterOutput", "ARRCOCAdapter", "check_prompts", "left_pad", "check_answers"]
 
 
 @dataclass
@@ -86,13 +86,93 @@ def left_pad(rows: Sequence[Sequence[int]], pad_id: int, extra: Sequence[Sequenc
     return ids.to(device), mask.to(device), None if ext is None else ext.to(device)
 
 
+def check_answers(answer_ids, batch: int) -> list[list[int]]:
+    """B non-empty answers as lists of non-negative token ids (a (B, L) tensor counts as B rows)."""
+    if isinstance(answer_ids, Tensor):
+        if answer_ids.dtype.is_floating_point or answer_ids.is_complex() or answer_ids.dtype == torch.bool \
+                or answer_ids.dim() != 2:
+            raise TypeError(f"answer_ids must be an integer tensor of shape (B, L) or a list of token-id lists, "
+                            f"got {answer_ids.dtype} {tuple(answer_ids.shape)}")
+        answer_ids = answer_ids.tolist()
+    if isinstance(answer_ids, (str, bytes)) or not isinstance(answer_ids, Sequence):
+        raise TypeError(f"answer_ids must be a list of token-id lists (one per image), got {type(answer_ids).__name__}")
+    rows = []
+    for i, a in enumerate(answer_ids):
+        if isinstance(a, (str, bytes)) or not isinstance(a, (Sequence, Tensor)):
+            raise TypeError(f"answer_ids[{i}] must be a list of token ids, got {type(a).__name__}")
+        row = [_token_id(t, i) for t in (a.tolist() if isinstance(a, Tensor) else a)]
+        if not row:
+            raise ValueError(f"answer_ids[{i}] is empty; an answer needs at least one token")
+        rows.append(row)
+    if len(rows) != batch:
+        raise ValueError(f"got {batch} images but {len(rows)} answers; pass one answer per image")
+    return rows
+
+
 class ARRCOCAdapter:
-    """Base of the VLM adapters: a subclass sets ``model`` and ``pad_token_id`` and implements
-    ``prepare(pixel_values, prompt_ids, queries, budget, generator, deterministic) -> (inputs, vision,
-    counts)``; ``generate`` is shared."""
+    """Base of the VLM adapters: a subclass sets ``model``, ``pad_token_id`` (and ``processor`` when
+    it has one) and implements ``prepare(pixel_values, prompt_ids, queries, budget, generator,
+    deterministic) -> (inputs, vision, counts)`` with left-padded rows; ``generate``, ``score`` and
+    ``chat_prompts`` are shared."""
 
     model: Any
     pad_token_id: int
+    processor: Any = None
+
+    def chat_prompts(self, questions: Sequence[str] | str, add_generation_prompt: bool = True) -> list[list[int]]:
+        """Token ids of each question in the VLM's own chat template (its processor's
+        ``apply_chat_template``, one user turn: the image, then the question), one image placeholder
+        each; ``prepare`` expands the placeholder to the image's allocated tokens."""
+        if isinstance(questions, str):
+            questions = [questions]
+        questions = list(questions)
+        if not questions or not all(isinstance(q, str) and q.strip() for q in questions):
+            raise ValueError("questions must be a non-empty list of non-empty strings")
+        proc = self.processor
+        tok = getattr(proc, "tokenizer", proc)
+        if proc is None or not hasattr(proc, "apply_chat_template") or getattr(proc, "chat_template", None) is None:
+            raise ValueError(f"{type(self).__name__} has no processor with a chat template; pass the VLM's processor "
+                             "when building the adapter, or give prompt_ids yourself")
+        rows = []
+        for q in questions:
+            messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": q}]}]
+            text = proc.apply_chat_template(messages, add_generation_prompt=add_generation_prompt, tokenize=False)
+            rows.append(list(tok(text, add_special_tokens=False)["input_ids"]))
+        return rows
+
+    def score(self, pixel_values: Tensor, prompt_ids, answer_ids, queries=None, budget=None, generator=None,
+              deterministic: bool | None = None, reduction: str = "sum") -> Tensor:
+        """Log-likelihood of given answers under the VLM, each image encoded as ``prepare`` allocates.
+
+        Each row is prompt + answer, left padded, so the answer is the last tokens of its row; the
+        logits one position earlier predict them. Returns (B,) summed (``reduction="sum"``) or mean
+        (``"mean"``) log-probabilities of the answer tokens, or a list of (len_b,) per-token tensors
+        (``"none"``).
+        """
+        if reduction not in ("sum", "mean", "none"):
+            raise ValueError(f"reduction must be 'sum', 'mean' or 'none', got {reduction!r}")
+        batch = pixel_values.shape[0] if isinstance(pixel_values, Tensor) else -1
+        answers = check_answers(answer_ids, batch)
+        prompts = check_prompts(prompt_ids, batch, getattr(self, "image_token_id", 0))
+        rows = [p + a for p, a in zip(prompts, answers)]
+        inputs, _, _ = self.prepare(pixel_values, rows, queries=queries, budget=budget, generator=generator,
+                                    deterministic=deterministic)
+        with torch.no_grad():
+            logits = self.model(**inputs).logits  # (B, L, V)
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        ids = inputs["input_ids"]  # (B, L)
+        length = ids.shape[1]
+        out = []
+        for b, a in enumerate(answers):
+            pos = torch.arange(length - len(a), length, device=ids.device)  # the answer's positions
+            tok = ids[b, pos]
+            if tok.tolist() != a:
+                raise RuntimeError(f"row {b} does not end with its answer tokens after prepare(); the adapter "
+                                   "must left-pad and keep the prompt's tail")
+            out.append(logp[b, pos - 1].gather(-1, tok[:, None])[:, 0])  # (len_b,)
+        if reduction == "none":
+            return out
+        return torch.stack([o.sum() if reduction == "sum" else o.mean() for o in out])
 
     def prepare(self, pixel_values: Tensor, prompt_ids, queries=None, budget=None, generator=None,
                 deterministic: bool | None = None):

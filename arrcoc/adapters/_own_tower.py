@@ -6,7 +6,37 @@ from typing import Any, Sequence
 
 from arrcoc.modeling import ARRCOCVisionConfig, ARRCOCVisionModel
 
-__all__ = ["build_tower_encoder", "check_vocab", "splice"]
+__all__ = ["build_tower_encoder", "check_vocab", "splice", "tower_defaults", "TOWER_DEFAULTS"]
+
+
+# Defaults of the LLaVA / Idefics3 adapters that do not depend on the model (each with its reason).
+TOWER_DEFAULTS = dict(
+    grid=2,                    # 4 cells; at the top level each gets the tower's native detail (4x the VLM's own)
+    concept=False,             # ConSE needs EfficientNet's ImageNet head; the VLM's own scorer takes its place
+    query_encoder={"type": "bytes", "dim": 64},  # the learned head is silent untrained: keep it tiny
+)
+
+
+def tower_defaults(tower, config: dict) -> dict:
+    """``config`` over ``TOWER_DEFAULTS`` and the model-dependent defaults, from the tower's native
+    token side s (LLaVA-1.5-336: 24, Idefics3: 13, SmolVLM-256M: 8):
+
+    levels (0, (s/3)^2, (s/2)^2, (2s/3)^2, s^2): a cheap look up to the tower's native detail
+        (LLaVA-1.5: 0, 64, 144, 256, 576);
+    global_tokens max(s/3, grid)^2: the cheapest level as the thumbnail, which is also the glimpse
+        pass (so at least one glimpse token per region);
+    budget s^2: what the VLM itself spends on one native view, here spent where the question needs
+        it (about a quarter of ARR-COC's full detail, global + 4 s^2);
+    image_size 2 x native: each of the 2 x 2 cells at the tower's native side.
+    """
+    side = tower.native_size // tower.patch_size
+    grid = config.get("grid", TOWER_DEFAULTS["grid"])
+    sides = sorted({max(1, side // 3), max(1, side // 2), max(1, (2 * side) // 3), side})
+    glob = max(sides[0], grid)  # the thumbnail is also the glimpse: at least one token per region
+    out = dict(TOWER_DEFAULTS, levels=tuple([0] + [v * v for v in sides]), global_tokens=glob * glob,
+               budget=side * side, image_size=grid * tower.native_size)
+    out.update(config)
+    return out
 
 
 def build_tower_encoder(tower, vlm, processor=None, query_encoder=None, region_scorer=None,

@@ -29,7 +29,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from arrcoc.backbones import VisionBackbone
 
-from ._own_tower import build_tower_encoder, check_vocab, splice
+from ._own_tower import TOWER_DEFAULTS, build_tower_encoder, check_vocab, splice, tower_defaults
 from .base import ARRCOCAdapter, check_prompts, left_pad
 
 __all__ = ["Idefics3Tower", "Idefics3Adapter", "IDEFICS3_CLASSES"]
@@ -91,6 +91,8 @@ class Idefics3Adapter(ARRCOCAdapter):
     ``ARRCOCVisionConfig`` fields.
     """
 
+    DEFAULTS = TOWER_DEFAULTS  # the model-dependent ones: _own_tower.tower_defaults
+
     def __init__(self, vlm, processor=None, query_encoder=None, region_scorer=None,
                  pad_token_id: int | None = None, **config):
         self.vlm_class = _idefics3_class(vlm)
@@ -102,7 +104,10 @@ class Idefics3Adapter(ARRCOCAdapter):
         self.processor = processor
         self.tokenizer = tok
         self.tower = Idefics3Tower(vlm)
-        self.encoder = build_tower_encoder(self.tower, vlm, processor, query_encoder, region_scorer, **config)
+        merged = tower_defaults(self.tower, config)
+        spec = merged.pop("query_encoder")
+        query_encoder = spec if query_encoder is None else query_encoder  # a module or a spec dict
+        self.encoder = build_tower_encoder(self.tower, vlm, processor, query_encoder, region_scorer, **merged)
         grid = self.encoder.config.grid
         if grid > 6:
             raise ValueError(f"grid must be at most 6 for {self.vlm_class} (its tokenizer tags rows and columns "

@@ -37,7 +37,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 from arrcoc.backbones import VisionBackbone
 from arrcoc.modeling.regions import level_side
 
-from ._own_tower import build_tower_encoder, check_vocab, splice
+from ._own_tower import TOWER_DEFAULTS, build_tower_encoder, check_vocab, splice, tower_defaults
 from .base import ARRCOCAdapter, check_prompts, left_pad
 
 __all__ = ["LlavaARRCOCAdapter", "LlavaTower", "LlavaAdapter", "LLAVA_CLASSES"]
@@ -123,13 +123,18 @@ class LlavaAdapter(ARRCOCAdapter):
     The encoder is ``self.encoder`` (an ``ARRCOCVisionModel``), its backbone ``self.tower``.
     """
 
+    DEFAULTS = TOWER_DEFAULTS  # the model-dependent ones: _own_tower.tower_defaults
+
     def __init__(self, vlm, processor=None, query_encoder=None, region_scorer=None,
                  pad_token_id: int | None = None, region_newlines: bool = True, **config):
         self.vlm_class = _llava_class(vlm)
         self.model = vlm
         self.processor = processor
         self.tower = LlavaTower(vlm)
-        self.encoder = build_tower_encoder(self.tower, vlm, processor, query_encoder, region_scorer, **config)
+        merged = tower_defaults(self.tower, config)
+        spec = merged.pop("query_encoder")
+        query_encoder = spec if query_encoder is None else query_encoder  # a module or a spec dict
+        self.encoder = build_tower_encoder(self.tower, vlm, processor, query_encoder, region_scorer, **merged)
         cfg = vlm.config
         self.image_token_id = int(cfg.image_token_id)
         self.vocab_size = int(cfg.text_config.vocab_size)

@@ -111,3 +111,35 @@ def test_bad_inputs():
         Idefics3Adapter(model, proc, grid=7, global_tokens=0, levels=(0, 4), budget=16, image_size=56, **SMALL)
     with pytest.raises(TypeError, match="Idefics3ForConditionalGeneration"):
         Idefics3Tower(torch.nn.Linear(2, 2))
+
+
+def test_score_equals_the_vlms_own_log_likelihood(vlm):
+    model, proc = vlm
+    text = chat(proc, QUESTIONS[1])
+    answer = proc.tokenizer(" two windows", add_special_tokens=False)["input_ids"]
+    inp = proc(images=image(4), text=text, return_tensors="pt")
+    ad = Idefics3Adapter(model, proc, **NATIVE)
+    prompts = ad.chat_prompts(QUESTIONS[1])
+    assert prompts == [proc.tokenizer(text)["input_ids"]]
+    mine = ad.score(inp["pixel_values"][:, 0], prompts, [answer], queries=QUESTIONS[1:], deterministic=True)
+    ids = torch.cat([inp["input_ids"], torch.tensor([answer])], 1)
+    with torch.no_grad():
+        logits = model(input_ids=ids, attention_mask=torch.ones_like(ids), pixel_values=inp["pixel_values"],
+                       pixel_attention_mask=inp["pixel_attention_mask"]).logits
+    logp = torch.log_softmax(logits[0, -len(answer) - 1:-1], -1)
+    own = logp.gather(-1, torch.tensor(answer)[:, None]).sum()
+    assert mine.shape == (1,) and abs(float(mine[0]) - float(own)) < 1e-4
+
+
+def test_from_vlm_builds_the_idefics3_adapter_with_model_defaults(vlm):
+    from arrcoc.adapters import from_vlm
+
+    model, proc = vlm
+    ad = from_vlm(model, proc, query_encoder={"type": "bytes", "dim": 32}, relevance={"num_heads": 2, "head_dim": 8})
+    cfg = ad.encoder.config
+    assert isinstance(ad, Idefics3Adapter) and ad.encoder.region_scorer is not None
+    assert (cfg.grid, cfg.levels, cfg.global_tokens, cfg.budget, cfg.image_size) == (2, [0, 1, 4, 16], 4, 16, 64)
+    pix = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(9))
+    res = ad.generate(pix, ad.chat_prompts(QUESTIONS), queries=QUESTIONS, deterministic=True, max_new_tokens=3,
+                      do_sample=False)
+    assert (res.image_token_counts <= 16).all() and res.new_tokens.shape == (2, 3)

@@ -173,3 +173,36 @@ def test_feature_selection_rules():
     with torch.no_grad():
         ref = multi.get_image_features(pixel_values=x).pooler_output[0]
     assert torch.allclose(tower(x, 8)[0], ref, atol=1e-6)
+
+
+def test_score_equals_the_vlms_own_log_likelihood(llava):
+    model, proc = llava
+    text = chat(proc, QUESTIONS[0])
+    answer = proc.tokenizer(" the cat sits", add_special_tokens=False)["input_ids"]
+    inp = proc(images=image(3), text=text, return_tensors="pt")
+    ad = LlavaAdapter(model, proc, **NATIVE)
+    assert ad.chat_prompts(QUESTIONS[0]) == [proc.tokenizer(text)["input_ids"]]
+    mine = ad.score(inp["pixel_values"], ad.chat_prompts(QUESTIONS[0]), [answer], queries=QUESTIONS[:1],
+                    deterministic=True)
+    ids = torch.cat([inp["input_ids"], torch.tensor([answer])], 1)
+    with torch.no_grad():
+        logits = model(input_ids=ids, attention_mask=torch.ones_like(ids), pixel_values=inp["pixel_values"]).logits
+    logp = torch.log_softmax(logits[0, -len(answer) - 1:-1], -1)
+    own = logp.gather(-1, torch.tensor(answer)[:, None]).sum()
+    assert mine.shape == (1,) and abs(float(mine[0]) - float(own)) < 1e-4
+
+
+def test_from_vlm_builds_the_llava_adapter_with_model_defaults(llava):
+    from arrcoc.adapters import from_vlm
+
+    model, proc = llava
+    ad = from_vlm(model, proc, query_encoder={"type": "bytes", "dim": 32}, relevance={"num_heads": 2, "head_dim": 8})
+    cfg = ad.encoder.config
+    assert isinstance(ad, LlavaAdapter) and ad.encoder.region_scorer is not None
+    # native side 8 tokens: levels (8/3)^2 .. 8^2, a (8/3)^2 thumbnail, the VLM's own 64-token cost
+    assert (cfg.grid, cfg.levels, cfg.global_tokens, cfg.budget, cfg.image_size) == (2, [0, 4, 16, 25, 64], 4, 64, 64)
+    assert cfg.backbone["type"] == "vlm" and not cfg.region_embeddings
+    pix = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(8))
+    res = ad.generate(pix, ad.chat_prompts(QUESTIONS), queries=QUESTIONS, deterministic=True, max_new_tokens=3,
+                      do_sample=False)
+    assert (res.image_token_counts <= 64).all() and res.new_tokens.shape == (2, 3)

@@ -14,5 +14,6 @@ from .llava import LlavaARRCOCAdapter
 from .llava import LlavaAdapter, LlavaTower
 from .idefics3 import Idefics3Adapter, Idefics3Tower
 from .qwen2_vl import ARRCOCProjector, Qwen2VLARRCOCAdapter
+from .qwen_vl import QwenVLAdapter, QwenVLTower
 
-__all__ = ["from_vlm", "SUPPORTED_VLMS", "EmbeddingSimilarityScorer", "AdapterOutput", "ARRCOCAdapter", "LlavaARRCOCAdapter", "LlavaAdapter", "LlavaTower", "Idefics3Adapter", "Idefics3Tower", "Qwen2VLARRCOCAdapter", "ARRCOCProjector"]
+__all__ = ["from_vlm", "SUPPORTED_VLMS", "EmbeddingSimilarityScorer", "AdapterOutput", "ARRCOCAdapter", "LlavaARRCOCAdapter", "LlavaAdapter", "LlavaTower", "Idefics3Adapter", "Idefics3Tower", "Qwen2VLARRCOCAdapter", "ARRCOCProjector", "QwenVLAdapter", "QwenVLTower"]

@@ -21,6 +21,7 @@ ALLOWED = {k: v | LEAF for k, v in {
     "modeling": {"bayes", "relevance", "backbones", "modeling", "assets"},
     "adapters": {"bayes", "relevance", "backbones", "modeling", "adapters", "assets"},
     "serving": {"bayes", "relevance", "backbones", "modeling", "serving", "assets", "visualize"},
+    "training": {"bayes", "relevance", "backbones", "modeling", "training", "assets"},
 }.items()}
 
 

@@ -20,6 +20,7 @@ SUPPORTED_VLMS = {
     "Qwen3VLForConditionalGeneration": ("arrcoc.adapters.qwen_vl", "QwenVLAdapter"),
     "LlavaForConditionalGeneration": ("arrcoc.adapters.llava", "LlavaAdapter"),
     "LlavaNextForConditionalGeneration": ("arrcoc.adapters.llava", "LlavaAdapter"),
+    "LlavaOnevisionForConditionalGeneration": ("arrcoc.adapters.llava", "LlavaAdapter"),
     "Idefics3ForConditionalGeneration": ("arrcoc.adapters.idefics3", "Idefics3Adapter"),
     "SmolVLMForConditionalGeneration": ("arrcoc.adapters.idefics3", "Idefics3Adapter"),
 }

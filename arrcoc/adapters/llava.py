@@ -1,5 +1,6 @@
-"""ARR-COC inside LLaVA (``LlavaForConditionalGeneration``) and LLaVA-NeXT
-(``LlavaNextForConditionalGeneration``).
+"""ARR-COC inside LLaVA (``LlavaForConditionalGeneration``), LLaVA-NeXT
+(``LlavaNextForConditionalGeneration``) and LLaVA-OneVision (``LlavaOnevisionForConditionalGeneration``,
+the same anyres rules for a single image; its SigLIP tower with "full" selection).
 
 Two ways in:
 
@@ -18,7 +19,7 @@ LLaVA-1.5, LLaVA-NeXT) drops CLS and keeps the s x s patch tokens; ``"full"`` on
 (SigLIP) keeps all patch tokens. The other two combinations are refused with the reason: "full" with
 CLS would add one token per region that lies on no grid cell, "default" without CLS drops a patch.
 
-LLaVA-NeXT's anyres layout (how an image reaches its LLM: the base image resized to the tower's
+LLaVA-NeXT's (and OneVision's) anyres layout (how an image reaches its LLM: the base image resized to the tower's
 native side, its tokens with no separator, then the grid of high-resolution tiles with
 ``image_newline`` after every token row): ARR-COC's global view plays the base image and every
 allocated region is a one-tile anyres grid at its own resolution, s rows of s tokens each followed by
@@ -42,14 +43,18 @@ from .base import ARRCOCAdapter, check_prompts, left_pad
 
 __all__ = ["LlavaARRCOCAdapter", "LlavaTower", "LlavaAdapter", "LLAVA_CLASSES"]
 
-LLAVA_CLASSES = ("LlavaForConditionalGeneration", "LlavaNextForConditionalGeneration")
+LLAVA_CLASSES = ("LlavaForConditionalGeneration", "LlavaNextForConditionalGeneration",
+                 "LlavaOnevisionForConditionalGeneration")
+_ANYRES = ("LlavaNextForConditionalGeneration", "LlavaOnevisionForConditionalGeneration")
 CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
 
 
 def _llava_class(vlm) -> str:
-    from transformers import LlavaForConditionalGeneration, LlavaNextForConditionalGeneration
+    from transformers import (LlavaForConditionalGeneration, LlavaNextForConditionalGeneration,
+                              LlavaOnevisionForConditionalGeneration)
 
-    for cls in (LlavaNextForConditionalGeneration, LlavaForConditionalGeneration):
+    for cls in (LlavaOnevisionForConditionalGeneration, LlavaNextForConditionalGeneration,
+                LlavaForConditionalGeneration):
         if isinstance(vlm, cls):
             return cls.__name__
     raise TypeError(f"vlm must be one of {', '.join(LLAVA_CLASSES)}, got {type(vlm).__name__}")
@@ -116,10 +121,11 @@ class LlavaTower(VisionBackbone):
 class LlavaAdapter(ARRCOCAdapter):
     """Training-free ARR-COC for LLaVA / LLaVA-NeXT: regions encoded by the VLM's own tower.
 
-    vlm: ``LlavaForConditionalGeneration`` or ``LlavaNextForConditionalGeneration``; processor: its
+    vlm: ``LlavaForConditionalGeneration``, ``LlavaNextForConditionalGeneration`` or
+    ``LlavaOnevisionForConditionalGeneration``; processor: its
     processor (optional: the normalisation, tokenizer and chat template come from it);
     ``config``: ``ARRCOCVisionConfig`` fields (levels, budget, grid, global_tokens, ...).
-    region_newlines (LLaVA-NeXT only): follow every region token row with ``image_newline``.
+    region_newlines (LLaVA-NeXT / OneVision only): follow every region token row with ``image_newline``.
     The encoder is ``self.encoder`` (an ``ARRCOCVisionModel``), its backbone ``self.tower``.
     """
 
@@ -138,7 +144,7 @@ class LlavaAdapter(ARRCOCAdapter):
         cfg = vlm.config
         self.image_token_id = int(cfg.image_token_id)
         self.vocab_size = int(cfg.text_config.vocab_size)
-        self.newline = vlm.model.image_newline if self.vlm_class == "LlavaNextForConditionalGeneration" else None
+        self.newline = vlm.model.image_newline if self.vlm_class in _ANYRES else None
         self.region_newlines = bool(region_newlines) and self.newline is not None
         tok = getattr(processor, "tokenizer", None)
         pad = pad_token_id if pad_token_id is not None else getattr(tok, "pad_token_id", None)

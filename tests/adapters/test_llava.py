@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from arrcoc.adapters.llava import LlavaAdapter, LlavaTower
-from tests.adapters.tiny_llava import image, tiny_llava, tiny_llava_next
+from tests.adapters.tiny_llava import image, tiny_llava, tiny_llava_next, tiny_llava_onevision
 
 SMALL = dict(query_encoder={"type": "bytes", "dim": 32}, relevance={"num_heads": 2, "head_dim": 8})
 NATIVE = dict(grid=1, global_tokens=0, levels=(0, 64), budget=64, image_size=32, **SMALL)
@@ -88,8 +88,9 @@ def test_quarter_budget_batch_of_two_equals_singles(llava):
         assert torch.equal(one.new_tokens[0], both.new_tokens[b])
 
 
-def test_next_native_image_equals_the_vlms_own_anyres_forward(llava_next):
-    model, proc = llava_next
+@pytest.mark.parametrize("family", ["next", "onevision"])
+def test_next_native_image_equals_the_vlms_own_anyres_forward(family, llava_next):
+    model, proc = llava_next if family == "next" else tiny_llava_onevision()  # CLIP "default" / SigLIP "full"
     text = chat(proc, QUESTIONS[1])
     inp = proc(images=image(1), text=text, return_tensors="pt")  # base + one 32 x 32 tile
     assert inp["pixel_values"].shape[1] == 2

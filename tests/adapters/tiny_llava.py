@@ -15,7 +15,7 @@ import torch
 
 import arrcoc.backbones  # noqa: F401  (the torchvision fix before transformers' image processors load)
 
-__all__ = ["tokenizer", "tiny_llava", "tiny_llava_next", "tiny_idefics3", "tiny_smolvlm", "image",
+__all__ = ["tokenizer", "tiny_llava", "tiny_llava_next", "tiny_llava_onevision", "tiny_idefics3", "tiny_smolvlm", "image",
            "LLAVA_TEMPLATE", "MISTRAL_TEMPLATE", "IDEFICS3_TEMPLATE"]
 
 CORPUS = ["what is written on the sign", "how many windows does the house have", "the cat sits on a red mat",
@@ -141,6 +141,32 @@ def tiny_llava_next(seed: int = 7):
     proc = LlavaNextProcessor(image_processor=image_proc, tokenizer=tok, patch_size=4,
                               vision_feature_select_strategy="default", chat_template=MISTRAL_TEMPLATE,
                               num_additional_image_tokens=1)
+    return model, proc
+
+
+def tiny_llava_onevision(seed: int = 7):
+    """(LlavaOnevisionForConditionalGeneration, LlavaOnevisionProcessor): a SigLIP tower (no CLS,
+    "full" selection, last layer), the same LLaMA, pinpoints as ``tiny_llava_next``."""
+    from transformers import (LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration,
+                              LlavaOnevisionImageProcessor, LlavaOnevisionProcessor, SiglipVisionConfig)
+
+    tok = tokenizer("llava")
+    torch.manual_seed(seed)
+    pins = [[32, 32], [32, 64], [64, 32], [64, 64]]
+    vision = SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                image_size=SIDE_LLAVA, patch_size=4)
+    cfg = LlavaOnevisionConfig(vision_config=vision, text_config=_text_config(len(tok), tok.pad_token_id,
+                               tok.bos_token_id), image_token_id=tok.convert_tokens_to_ids("<image>"),
+                               image_grid_pinpoints=pins, vision_feature_layer=-1,
+                               vision_feature_select_strategy="full")
+    model = LlavaOnevisionForConditionalGeneration(cfg).eval()
+    image_proc = LlavaOnevisionImageProcessor(size={"height": SIDE_LLAVA, "width": SIDE_LLAVA},
+                                              image_grid_pinpoints=pins)
+    from transformers import LlavaOnevisionVideoProcessor
+
+    proc = LlavaOnevisionProcessor(image_processor=image_proc, tokenizer=tok, num_image_tokens=64,
+                                   video_processor=LlavaOnevisionVideoProcessor(),
+                                   vision_feature_select_strategy="full", chat_template=LLAVA_TEMPLATE)
     return model, proc
 
 

@@ -143,3 +143,5 @@ def test_from_vlm_builds_the_idefics3_adapter_with_model_defaults(vlm):
     res = ad.generate(pix, ad.chat_prompts(QUESTIONS), queries=QUESTIONS, deterministic=True, max_new_tokens=3,
                       do_sample=False)
     assert (res.image_token_counts <= 16).all() and res.new_tokens.shape == (2, 3)
+    answers = ad.answer([image(8, 40, 56), image(9, 64, 64)], QUESTIONS, max_new_tokens=3, deterministic=True)
+    assert len(answers) == 2 and all(isinstance(a, str) for a in answers)

@@ -301,6 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="folder of the repository (created)")
     t.add_argument("--checkpoint", default=None, help="folder saved by save_pretrained (default: pretrained default)")
     t.add_argument("--no-cache", action="store_true", help="serve without the uncertainty-aware cache")
+    from arrcoc.training.command import add_train_parser
+    add_train_parser(sub)
     return p
 
 
@@ -378,6 +380,9 @@ def main(argv=None) -> int:
             app = _demo_module()
             app.launch(checkpoint=args.checkpoint, host=args.host, port=args.port)
             return 0
+        if args.command == "train":
+            from arrcoc.training.command import run_train
+            return run_train(args)
         if args.command == "export-triton":
             from arrcoc.serving.export import ExportConfig, export_triton
             model, processor = load_model(args.checkpoint)

@@ -2,8 +2,10 @@
 ARR-COC encoder around a VLM's own vision tower, and the prompt checks every adapter applies."""
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
+from arrcoc._checks import check_int
 from arrcoc.modeling import ARRCOCVisionConfig, ARRCOCVisionModel
 
 __all__ = ["build_tower_encoder", "check_vocab", "splice", "tower_defaults", "TOWER_DEFAULTS"]
@@ -27,15 +29,21 @@ def tower_defaults(tower, config: dict) -> dict:
         pass (so at least one glimpse token per region);
     budget s^2: what the VLM itself spends on one native view, here spent where the question needs
         it (about a quarter of ARR-COC's full detail, global + 4 s^2);
-    image_size 2 x native: each of the 2 x 2 cells at the tower's native side.
+    image_size 2 x native: each of the 2 x 2 cells at the tower's native side;
+    glimpse_side max(thumbnail side, 2 x grid): at least 2 x 2 glimpse tokens per region for the
+        scorers (the thumbnail pass itself when it is that fine: LLaVA-1.5's 8 x 8).
     """
     side = tower.native_size // tower.patch_size
-    grid = config.get("grid", TOWER_DEFAULTS["grid"])
+    grid = check_int(config.get("grid", TOWER_DEFAULTS["grid"]), "grid", minimum=1)
     sides = sorted({max(1, side // 3), max(1, side // 2), max(1, (2 * side) // 3), side})
     glob = max(sides[0], grid)  # the thumbnail is also the glimpse: at least one token per region
     out = dict(TOWER_DEFAULTS, levels=tuple([0] + [v * v for v in sides]), global_tokens=glob * glob,
                budget=side * side, image_size=grid * tower.native_size)
-    out.update(config)
+    out.update(config, grid=grid)
+    glob_given = out["global_tokens"]
+    if config.get("glimpse_side") is None and isinstance(glob_given, int) and not isinstance(glob_given, bool) \
+            and glob_given >= 0:  # (a bad global_tokens is the config's to report)
+        out["glimpse_side"] = max(math.isqrt(glob_given), 2 * grid)
     return out
 
 

@@ -19,13 +19,14 @@ LLaVA-1.5, LLaVA-NeXT) drops CLS and keeps the s x s patch tokens; ``"full"`` on
 (SigLIP) keeps all patch tokens. The other two combinations are refused with the reason: "full" with
 CLS would add one token per region that lies on no grid cell, "default" without CLS drops a patch.
 
-LLaVA-NeXT's (and OneVision's) anyres layout (how an image reaches its LLM: the base image resized to the tower's
-native side, its tokens with no separator, then the grid of high-resolution tiles with
-``image_newline`` after every token row): ARR-COC's global view plays the base image and every
-allocated region is a one-tile anyres grid at its own resolution, s rows of s tokens each followed by
-``image_newline`` (s * (s + 1) LLM tokens for level s * s; ``region_newlines=False`` drops them, so
-the LLM then gets exactly the allocated count). With ``grid=1, global_tokens=levels[-1]=native,
-budget=2 * native`` the LLM input is the model's own anyres encoding of a native-size square image.
+LLaVA-NeXT's (and OneVision's) anyres layout, i.e. how an image reaches its LLM: the base image
+resized to the tower's native side, its tokens with no separator, then the grid of high-resolution
+tiles with ``image_newline`` after every token row. Here ARR-COC's global view plays the base image
+and every allocated region is a one-tile anyres grid at its own resolution: s rows of s tokens, each
+row followed by ``image_newline`` (s * (s + 1) LLM tokens for level s * s; the newlines are not
+charged to the budget; ``region_newlines=False`` drops them, so the LLM then gets exactly the
+allocated count). With ``grid=1, global_tokens=levels[-1]=native, budget=2 * native`` the LLM input
+is the model's own anyres encoding of a native-size square image, bit for bit.
 """
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ from arrcoc.modeling.regions import level_side
 from ._own_tower import TOWER_DEFAULTS, build_tower_encoder, check_vocab, splice, tower_defaults
 from .base import ARRCOCAdapter, check_prompts, left_pad
 
-__all__ = ["LlavaARRCOCAdapter", "LlavaTower", "LlavaAdapter", "LLAVA_CLASSES"]
+__all__ = ["LLAVA_CLASSES", "LlavaARRCOCAdapter", "LlavaAdapter", "LlavaTower"]
 
 LLAVA_CLASSES = ("LlavaForConditionalGeneration", "LlavaNextForConditionalGeneration",
                  "LlavaOnevisionForConditionalGeneration")

@@ -1,0 +1,166 @@
+"""Encode each scene once: every region at every level, then any allocation is an assembly.
+
+The backbone is frozen, so the tokens of region r at level l do not depend on the allocation of the
+other regions. ``encode`` runs the encoder's own stages once per scene (``glimpse``,
+``encode_regions`` at every level for every region) and the allocator once per question (the
+posterior every policy reads); ``SceneCache.assemble`` then builds the encoder's output for any
+(B, R) allocation through the model's own ``assemble`` (position and region embeddings included).
+``tests/eval/test_policies.py`` checks that this equals ``ARRCOCVisionModel.forward(...,
+allocation=...)`` and the model's own ARR-COC decision.
+
+``benchmark_config`` is the encoder the benchmark runs: the pretrained default (EfficientNet-Lite0 +
+MiniLM) with DeepSeek-OCR's levels at a quarter of their side, so that a 2-core CPU can encode every
+level of every region of a few hundred scenes.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+__all__ = ["benchmark_config", "SceneCache", "encode", "cat_outputs", "take_output"]
+
+
+def benchmark_config(**overrides):
+    """The benchmark's ``ARRCOCVisionConfig`` (each choice with its reason).
+
+    levels (0, 4, 9, 16, 25): DeepSeek-OCR's 8x8 / 10x10 / 16x16 / 20x20 token grids at a quarter of
+        the side (2x2 / 3x3 / 4x4 / 5x5), i.e. region crops of 64 / 96 / 128 / 160 px: the top level is
+        a 160-px cell's native resolution, and encoding all four levels of 16 regions costs ~1 s per
+        scene on one CPU core (the full-size levels cost ~60 s).
+    global_tokens 4: the product's 8x8 thumbnail at the same quarter side (a 64-px view of the canvas).
+    glimpse_side 8: the allocator's own look (a 256-px pass, 2x2 feature cells per region); not
+        counted as visual tokens, as in the product.
+    budget 101: 25 % of full detail (4 + 16 x 25 = 404 tokens), the budget the issue's target names.
+    """
+    from arrcoc.modeling import ARRCOCVisionConfig
+
+    kw = dict(levels=(0, 4, 9, 16, 25), global_tokens=4, glimpse_side=8, budget=101, image_size=640)
+    kw.update(overrides)
+    return ARRCOCVisionConfig(**kw)
+
+
+def cat_outputs(outputs):
+    """Concatenate ``RelevanceOutput``s along the batch (their posteriors and score dicts too)."""
+    first = outputs[0]
+
+    def cat(vals):
+        if vals[0] is None:
+            return None
+        if isinstance(vals[0], dict):
+            return {k: torch.cat([v[k] for v in vals]) for k in vals[0]}
+        if isinstance(vals[0], tuple):  # a NamedTuple: the posterior
+            return type(vals[0])(*[cat([v[i] for v in vals]) for i in range(len(vals[0]))])
+        return torch.cat(vals)
+
+    return type(first)(*[cat([o[i] for o in outputs]) for i in range(len(first))])
+
+
+class SceneCache(NamedTuple):
+    """Tokens of every scene and the allocator's output for every question (S scenes, Q questions)."""
+    global_tokens: Tensor      # (S, g*g, D) float16: the thumbnail's tokens
+    region_tokens: dict        # level -> (S, R, level, D) float16: region r encoded at that level
+    region_features: Tensor    # (S, R, D) float32: the glimpse features the allocator saw
+    scene_of: Tensor           # (Q,) long: the scene of each question
+    relevance: object          # RelevanceOutput over the Q questions (deterministic: posterior mean)
+    question_ids: Tensor       # (Q, T) long: the questions in the encoder's query tokens
+    question_mask: Tensor      # (Q, T) bool
+    height: int
+    width: int
+
+    def assemble(self, model, index: Tensor, allocation: Tensor):
+        """Encoder output for questions ``index`` (B,) under ``allocation`` (B, R) of levels ->
+        (last_hidden_state (B, N_max, D), attention_mask, token_region) as the model emits them."""
+        from arrcoc.modeling.regions import grid_boxes
+
+        scenes = self.scene_of[index]  # (B,)
+        glob = self.global_tokens[scenes].float()  # (B, g*g, D)
+        feats = {}
+        for b, (s, row) in enumerate(zip(scenes.tolist(), allocation.tolist())):
+            for r, lv in enumerate(row):
+                if lv:
+                    feats[(b, r)] = self.region_tokens[lv][s, r].float()  # (lv, D)
+        boxes = grid_boxes(self.height, self.width, model.config.grid, len(index))  # (B, R, 4)
+        hidden, mask, token_region, _ = model.assemble(glob, feats, allocation, boxes, self.height, self.width)
+        return hidden, mask, token_region
+
+    @property
+    def full_tokens(self) -> int:
+        lv = max(self.region_tokens)
+        return self.global_tokens.shape[1] + self.region_features.shape[1] * lv
+
+
+def _pixels(model, images) -> Tensor:
+    from arrcoc.modeling import ARRCOCImageProcessor
+
+    proc = ARRCOCImageProcessor(size=model.config.image_size, grid=model.config.grid,
+                                image_mean=model.config.image_mean, image_std=model.config.image_std)
+    return proc(list(images), return_tensors="pt")["pixel_values"]  # (B, 3, H, W)
+
+
+@torch.no_grad()
+def encode(model, scenes, batch_size: int = 4, progress=None) -> SceneCache:
+    """Encode ``scenes`` (``easyvqa_scenes.EasyVQAScene``s: image + questions) with ``model``: the
+    glimpse and every level of every region once per scene, the allocator once per question."""
+    from arrcoc.modeling.regions import crop_resize, grid_boxes
+
+    from arrcoc._checks import check_int
+
+    check_int(batch_size, "batch_size", minimum=1)
+    if list(model.backbone.image_mean) != list(model.config.image_mean) or \
+            list(model.backbone.image_std) != list(model.config.image_std):
+        raise ValueError("encode needs a model normalised with its backbone's own image_mean / image_std")
+    model.eval()
+    levels = list(model.config.levels[1:])
+    glob, feats, regs, outs, scene_of, qtexts = [], {lv: [] for lv in levels}, [], [], [], []
+    mean = torch.tensor(model.config.image_mean).view(1, 3, 1, 1)
+    std = torch.tensor(model.config.image_std).view(1, 3, 1, 1)
+    sp = model.config.scorer_pixels
+    for start in range(0, len(scenes), batch_size):
+        chunk = scenes[start:start + batch_size]
+        pv = _pixels(model, [sc.image for sc in chunk])  # (S, 3, H, W) normalised for the backbone
+        S, _, H, W = pv.shape
+        boxes = grid_boxes(H, W, model.config.grid, S)  # (S, R, 4)
+        R = boxes.shape[1]
+        g, rf = model.glimpse(pv)  # (S, g*g, D), (S, R, D)
+        glob.append(g.half())
+        regs.append(rf)
+        every = torch.ones(S, R, dtype=torch.bool)
+        for lv in levels:
+            enc = model.encode_regions(pv, boxes, torch.full((S, R), lv), every)  # {(s, r): (lv, D)}
+            feats[lv].append(torch.stack([torch.stack([enc[(s, r)] for r in range(R)]) for s in range(S)]).half())
+        rgb = (pv * std + mean).clamp(0, 1)
+        pix = crop_resize(rgb, torch.arange(S).repeat_interleave(R), boxes.reshape(-1, 4), sp).reshape(S, R, 3, sp, sp)
+        for s, sc in enumerate(chunk):  # the allocator per question, as forward runs it
+            texts = [q[0] for q in sc.questions]
+            if not texts:
+                continue
+            n = len(texts)
+            ids, am = model.tokenize_queries(texts)
+            q_emb = model.query_encoder(ids, am)  # (n, T, Dq)
+            question = model.question_batch(texts, pv.device, pv.dtype)
+            out = model.allocator(rf[s:s + 1].expand(n, -1, -1), region_pixels=pix[s:s + 1].expand(n, -1, -1, -1, -1),
+                                  query_embeds=q_emb, query_mask=am.bool(), deterministic=True, question=question)
+            outs.append(out)
+            scene_of += [start + s] * n
+            qtexts += texts
+        if progress is not None:
+            progress(min(start + batch_size, len(scenes)), len(scenes))
+    ids, am = model.tokenize_queries(qtexts)
+    return SceneCache(torch.cat(glob), {lv: torch.cat(v) for lv, v in feats.items()}, torch.cat(regs),
+                      torch.tensor(scene_of, dtype=torch.long), cat_outputs(outs), ids, am.bool(), H, W)
+
+
+def take_output(output, index: Tensor):
+    """Rows ``index`` of a ``RelevanceOutput`` (its posterior and score dict too)."""
+    def take(v):
+        if v is None:
+            return None
+        if isinstance(v, dict):
+            return {k: x[index] for k, x in v.items()}
+        if isinstance(v, tuple):
+            return type(v)(*[take(x) for x in v])
+        return v[index]
+
+    return type(output)(*[take(v) for v in output])

@@ -7,7 +7,9 @@
     server          the tritonserver binary of PyPI's nvidia-pytriton, kept out of this
                     environment, and a launcher on 127.0.0.1
     cache           ``UncertaintyCache``: LRU by bytes, thread-safe, recompute when uncertain
-    cpu             ``optimize_for_cpu``: IPEX, else inductor / bf16 / channels-last, else eager
+    cpu             ``optimize_for_cpu``: IPEX, else frozen TorchScript backbone graphs (channels-last
+                    for CNNs), else eager; inductor / bf16 by name
+    traced          ``TracedBackbone``: one frozen TorchScript graph per crop size, checked vs eager
 
 Importing this package loads neither tritonclient nor the Triton stub's modules.
 """

@@ -6,18 +6,25 @@ Order of preference (``backend="auto"``):
    major.minor (its wheels pin one torch; its last release, 2.8, needs torch 2.8 and the project
    is discontinued upstream, so with this project's torch it is normally absent). ``ipex.optimize``
    on the backbone, bf16 where the CPU has it.
-2. ``inductor``: stock PyTorch: ``torch.compile`` (inductor, CPU C++ codegen) of the backbone's
-   feature extractor only -- the allocator is many small ops that compile would only slow to
-   start, and compiling the whole encoder (Python loops over regions) takes minutes on 2 cores;
-   ``dynamic=True`` so the five input sizes (glimpse + four levels) and varying crop counts share
-   one graph. bf16 autocast only where the CPU has AVX512-BF16 or AMX (``/proc/cpuinfo``
-   flags ``avx512_bf16`` / ``amx_bf16``): elsewhere bf16 is emulated and slower. channels-last
-   memory format for convolutional backbones (oneDNN's native layout; no effect on ViTs).
+2. ``torchscript``: stock PyTorch: the backbone (~90 % of an encoder forward on CPU) as frozen
+   TorchScript graphs, one per crop size the encoder uses (thumbnail, glimpse, one per token
+   level; ``arrcoc.serving.traced``): BatchNorm folded into the convolutions, channels-last
+   weights and crops for convolutional backbones (oneDNN's native layout; no effect on ViTs).
+   Tracing takes ~1 s per size, and each graph is checked against eager when it is made. fp32.
 3. ``eager``: the model as it is (always available).
 
+``inductor`` (``torch.compile`` of the backbone's feature extractor, bf16 autocast where the CPU
+has AVX512-BF16 or AMX) is available by name but not chosen by ``auto``: on this project's 2-core
+CPU its compile takes ~90 s per crop size with static shapes, and minutes with ``dynamic=True``,
+for a backbone speed-up no larger than the frozen graphs' (``benchmarks/cpu_backends.py``). bf16
+autocast is used only where the CPU has native bf16 units (``/proc/cpuinfo`` flags
+``avx512_bf16`` / ``amx_bf16``; elsewhere bf16 is emulated and slower) and the backend runs it
+(ipex, inductor; the frozen graphs are fp32).
+
 The choice and the reasons for it are logged (logger ``arrcoc.serving.cpu``) and returned as a
-``CpuPlan``. The model is changed in place (its backbone's forward_features replaced by the
-compiled one, its weights' memory format); ``CpuPlan.restore()`` undoes it.
+``CpuPlan``. The model is changed in place (``model.backbone`` replaced by a ``TracedBackbone``
+over the same weights, or its feature extractor by the compiled one; the weights' memory format);
+``CpuPlan.restore()`` undoes it.
 """
 from __future__ import annotations
 
@@ -27,9 +34,12 @@ from pathlib import Path
 
 import torch
 
+from arrcoc._checks import check_int
+from arrcoc.bayes._validate import check_real
+
 __all__ = ["CpuConfig", "CpuPlan", "optimize_for_cpu", "cpu_flags", "BACKENDS"]
 
-BACKENDS = ("auto", "ipex", "inductor", "eager")
+BACKENDS = ("auto", "ipex", "torchscript", "inductor", "eager")
 log = logging.getLogger("arrcoc.serving.cpu")
 
 
@@ -39,13 +49,19 @@ class CpuConfig:
 
     bf16: "auto" = only with native bf16 units (AVX512-BF16 / AMX); True forces it, False never.
     channels_last: "auto" = for convolutional backbones only (oneDNN's preferred layout).
-    dynamic: compile with dynamic shapes (one graph for every crop size / count; static shapes
-        would recompile for each of ~20 (count, size) combinations a forward pass meets).
+    dynamic: inductor only: compile with dynamic shapes (one graph for every crop size / count;
+        static shapes would recompile for each of ~20 (count, size) combinations a forward meets).
+    max_sizes: torchscript only: at most 8 traced crop sizes (the encoder uses at most 6: the
+        thumbnail, the glimpse and four levels); each graph holds its own folded weights.
+    tol: torchscript only: 1e-4, the agreement with eager each graph must show when traced
+        (relative to the largest value; fp32 kernels that fold BatchNorm reorder sums: ~1e-5 here).
     """
 
     bf16: bool | str = "auto"
     channels_last: bool | str = "auto"
     dynamic: bool = True
+    max_sizes: int = 8
+    tol: float = 1e-4
 
     def __post_init__(self):
         for name in ("bf16", "channels_last"):
@@ -54,6 +70,8 @@ class CpuConfig:
                 raise ValueError(f"{name} must be 'auto', True or False, got {v!r}")
         if not isinstance(self.dynamic, bool):
             raise TypeError(f"dynamic must be a bool, got {self.dynamic!r}")
+        check_int(self.max_sizes, "max_sizes", minimum=1)
+        check_real(self.tol, "tol", low=0.0)
 
 
 @dataclass
@@ -128,6 +146,8 @@ def optimize_for_cpu(model, backend: str = "auto", config: CpuConfig | None = No
     cpuinfo: /proc/cpuinfo text to decide bf16 from (default: this machine's)."""
     from arrcoc.modeling import ARRCOCVisionModel
 
+    from .traced import TracedBackbone, backbone_sizes
+
     if not isinstance(model, ARRCOCVisionModel):
         raise TypeError(f"model must be an ARRCOCVisionModel, got {type(model).__name__}")
     if backend not in BACKENDS:
@@ -135,6 +155,8 @@ def optimize_for_cpu(model, backend: str = "auto", config: CpuConfig | None = No
     config = CpuConfig() if config is None else config
     if not isinstance(config, CpuConfig):
         raise TypeError(f"config must be a CpuConfig, got {type(config).__name__}")
+    if isinstance(model.backbone, TracedBackbone):
+        raise ValueError("model is already optimised (its backbone is a TracedBackbone); restore() the plan first")
     flags = cpu_flags(cpuinfo)
     native_bf16 = bool(flags & {"avx512_bf16", "amx_bf16"})
     bf16 = native_bf16 if config.bf16 == "auto" else bool(config.bf16)
@@ -157,17 +179,15 @@ def optimize_for_cpu(model, backend: str = "auto", config: CpuConfig | None = No
         elif backend == "ipex":
             raise ValueError(f"backend 'ipex' is unavailable: {why}")
         else:
-            chosen = "auto"
-    if chosen == "auto" or chosen == "inductor":
+            chosen = "torchscript"
+    if chosen == "inductor":
         ok, why = _inductor_status()
         reasons.append(why)
-        if ok:
-            chosen = "inductor"
-        elif backend == "inductor":
+        if not ok:
             raise ValueError(f"backend 'inductor' is unavailable: {why}")
-        else:
-            chosen = "eager"
-            reasons.append("falling back to eager")
+    if chosen == "torchscript" and bf16:
+        plan.bf16 = bf16 = False
+        reasons.append("bf16 off after all: the frozen TorchScript graphs run in fp32 (bf16 needs ipex or inductor)")
     if channels_last and inner is not None:
         inner.to(memory_format=torch.channels_last)
         plan._undo.append(lambda: inner.to(memory_format=torch.contiguous_format))
@@ -177,6 +197,21 @@ def optimize_for_cpu(model, backend: str = "auto", config: CpuConfig | None = No
         optimized = ipex.optimize(target.eval(), dtype=torch.bfloat16 if bf16 else torch.float32, inplace=True)
         reasons.append("ipex.optimize on the backbone")
         del optimized
+    elif chosen == "torchscript":
+        eager = model.backbone
+        traced = TracedBackbone(eager, backbone_sizes(model), channels_last=channels_last,
+                                max_sizes=config.max_sizes, tol=config.tol)
+        if not traced.graphs and backend == "torchscript":
+            plan.restore()
+            raise ValueError(f"backend 'torchscript' is unavailable: no crop size traced ({traced.notes})")
+        if traced.graphs:
+            model.backbone = traced
+            plan._undo.append(lambda: setattr(model, "backbone", eager))
+            reasons.append("frozen TorchScript backbone at " + ", ".join(
+                f"{s} px: {n}" for s, n in sorted(traced.notes.items())))
+        else:
+            chosen = "eager"
+            reasons.append(f"no crop size traced ({traced.notes}); falling back to eager")
     elif chosen == "inductor":
         fn = target.forward_features if hasattr(target, "forward_features") else target.forward
         name = "forward_features" if hasattr(target, "forward_features") else "forward"

@@ -27,6 +27,18 @@ def _answer(**kw):
     return CachedAnswer(**args)
 
 
+def _traced():
+    import arrcoc.serving.traced as t
+
+    return t
+
+
+def _tiny_backbone():
+    from tests.modeling.conftest import tiny_model
+
+    return tiny_model().backbone
+
+
 def _cfg(cls, **kw):
     import arrcoc.serving as s
 
@@ -68,6 +80,18 @@ CASES = [
          st.sampled_from([None, 3, OPAQUE]), finite=False),
     Case("arrcoc.serving.cpu.cpu_flags", "cpuinfo", lambda v: __import__("arrcoc.serving.cpu", fromlist=["x"]).cpu_flags(v),
          st.sampled_from([3, OPAQUE, b"flags"]), finite=False),
+    Case("arrcoc.serving.CpuConfig", "max_sizes", lambda v: _cfg("CpuConfig", max_sizes=v), BAD_COUNT, finite=False),
+    Case("arrcoc.serving.CpuConfig", "tol", lambda v: _cfg("CpuConfig", tol=v), st.one_of(BAD_REAL, st.just(-1.0)), finite=False),
+    Case("arrcoc.serving.traced.TracedBackbone", "backbone", lambda v: _traced().TracedBackbone(v),
+         st.sampled_from([None, 3, OPAQUE]), finite=False),
+    Case("arrcoc.serving.traced.TracedBackbone", "max_sizes", lambda v: _traced().TracedBackbone(_tiny_backbone(), max_sizes=v),
+         BAD_COUNT, finite=False),
+    Case("arrcoc.serving.traced.trace_features", "size", lambda v: _traced().trace_features(_tiny_backbone(), v),
+         BAD_COUNT, finite=False),
+    Case("arrcoc.serving.traced.trace_features", "backbone", lambda v: _traced().trace_features(v, 32),
+         st.sampled_from([None, 3, OPAQUE]), finite=False),
+    Case("arrcoc.serving.traced.backbone_sizes", "model", lambda v: _traced().backbone_sizes(v),
+         st.sampled_from([None, 3, OPAQUE]), finite=False),
     Case("arrcoc.serving.TritonServer", "repository", lambda v: _cfg("TritonServer", repository=v),
          st.one_of(NOT_PATH, st.just("/nonexistent/arrcoc-repo")), finite=False),
     Case("arrcoc.serving.find_tritonserver", "path", lambda v: __import__("arrcoc.serving", fromlist=["x"]).find_tritonserver(v),

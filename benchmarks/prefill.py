@@ -1,119 +1,268 @@
-"""Prefill wall time of a Qwen2-VL-shaped LM: full-resolution image tokens vs ARR-COC budgets.
+"""End-to-end cost of answering about one image: the unmodified VLM at full detail against ARR-COC's
+training-free own-tower adapter (``arrcoc.adapters.from_vlm``) at 25 %, 50 % and 100 % of that
+detail, measured in the same run.
 
-The LM is ``Qwen2VLForConditionalGeneration`` at Qwen2-VL-2B's text width (hidden 1536, 12 heads,
-2 KV heads, MLP 8960; 28 layers on CUDA, fewer on CPU by default -- width is kept, depth only scales
-time linearly) with random weights: compute is compute. Both arms go through the same seam
-(``mm_encoder_outputs`` + ``image_grid_thw``, M-RoPE):
+End to end = preprocessing + vision (the VLM's OWN tower for both; for ARR-COC also the glimpse, the
+scorers, the allocation and one tower call per level) + the LLM prefill (``use_cache=True``, logits of
+the last position only), i.e. everything up to the first answer token.
 
-  full     one image of a native Qwen2-VL grid: (side/28)^2 merged tokens (896 px -> 1024 tokens)
-  arr-coc  the ARR-COC adapter's real inputs: global view + allocated regions, each its own grid,
-           at budgets of 25% and 50% of the full count (allocation by a tiny random ARR-COC
-           encoder; its cost is reported separately, the ratio is for the LM prefill alone)
+  full     the VLM's own processor (``processor(text, images)``) + ``vlm(**inputs)``: an 896-px image
+           is 32 x 32 = 1024 LLM tokens for Qwen2-VL-2B
+  arr-coc  ARR-COC's image processor + ``adapter.prepare`` (question-aware allocation of a budget of
+           25 / 50 / 100 % of the full arm's image tokens) + ``vlm(**inputs)``
 
-Prints median prefill times and the ratios arr-coc / full, measured in the same run.
-Usage: python benchmarks/prefill.py [--layers N] [--image-px 896] [--repeats 3] [--device cpu|cuda]
+Model: ``Qwen2VLForConditionalGeneration`` at Qwen2-VL-2B's real widths (vision embed 1280, 16 heads,
+MLP 5120, patch 14, merge 2; text hidden 1536, 12 heads, 2 KV heads, MLP 8960) with random weights
+(compute is compute). Depth is the real one (32 vision / 28 text blocks) divided by ``--depth-div``
+(default 1 on CUDA, 8 on CPU: 4 / 4 blocks), which keeps the vision : text proportion. The vocabulary
+is cut to 8192 (the embedding lookup and a one-position LM head cost nothing either way). The text
+side is a byte-level BPE tokenizer built offline (tests/adapters/tiny_qwen.py) in Qwen's chat format.
+
+Columns: image tokens given to the LLM; end-to-end median seconds and its ratio to the full arm;
+vision (preprocessing + tower + for ARR-COC the allocation) and LLM prefill medians; "alloc": ARR-COC's
+allocation alone (glimpse pass + scorers + posterior, timed as the encoder forward with an all-zero
+forced allocation, i.e. no region encoded); peak memory above the pre-arm baseline (CUDA:
+``max_memory_allocated``; CPU: the process's resident high-water mark, reset before each arm through
+/proc/self/clear_refs after ``malloc_trim`` -- tracemalloc cannot see torch's allocator); KV-cache
+bytes of the prefill. Arms run interleaved, ``--repeats`` times each after one warm-up.
+
+An arm family is a function taking a VLM and its processor (``vlm_rows``); ``qwen2vl_2b`` builds this
+one. Usage: python benchmarks/prefill.py [--quick] [--depth-div N] [--repeats 3] [--device cpu|cuda]
 """
 from __future__ import annotations
 
 import argparse
+import ctypes
+import gc
+import os
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 
-from arrcoc.adapters import Qwen2VLARRCOCAdapter
-from arrcoc.modeling import ARRCOCVisionConfig, ARRCOCVisionModel
-from transformers.modeling_outputs import BaseModelOutputWithPooling
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-__all__ = ["main"]
+import arrcoc.backbones  # noqa: E402,F401  (the torchvision fix before transformers loads)
+
+__all__ = ["main", "qwen2vl_2b", "vlm_rows"]
+
+QUESTION = "What does the sign say?"
+FRACTIONS = (0.25, 0.5, 1.0)
 
 
-def qwen2vl_lm(layers: int, device, dtype):
-    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+def qwen2vl_2b(device, dtype, depth_div: int = 1, quick: bool = False):
+    """A Qwen2-VL-2B-shaped ``Qwen2VLForConditionalGeneration`` (random weights) and its processor."""
+    from transformers import (Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessor,
+                              Qwen2VLProcessor, Qwen2VLVideoProcessor)
 
+    from tests.adapters.tiny_qwen import CHAT_TEMPLATE, tiny_tokenizer
+
+    tok = tiny_tokenizer()
+    ids = {n: tok.convert_tokens_to_ids(n) for n in ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>",
+                                                     "<|vision_end|>", "<|endoftext|>", "<|im_end|>")}
+    if quick:  # the code path only: tiny widths, one block each
+        vision = dict(depth=1, embed_dim=64, num_heads=2, mlp_ratio=2, hidden_size=64)
+        text = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=4,
+                    num_key_value_heads=2, rope_parameters={"rope_type": "default", "rope_theta": 1e6,
+                                                            "mrope_section": [2, 3, 3]})
+    else:
+        vision = dict(depth=max(1, round(32 / depth_div)), embed_dim=1280, num_heads=16, mlp_ratio=4,
+                      hidden_size=1536)
+        text = dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=max(1, round(28 / depth_div)),
+                    num_attention_heads=12, num_key_value_heads=2,
+                    rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [16, 24, 24]})
     cfg = Qwen2VLConfig(
-        text_config=dict(vocab_size=8192, hidden_size=1536, intermediate_size=8960, num_hidden_layers=layers,
-                         num_attention_heads=12, num_key_value_heads=2, max_position_embeddings=32768,
-                         rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [16, 24, 24]},
-                         pad_token_id=0, eos_token_id=None, bos_token_id=1),
-        vision_config=dict(depth=1, embed_dim=64, hidden_size=1536, num_heads=2, patch_size=14,
-                           spatial_merge_size=2, temporal_patch_size=2),
-        image_token_id=8000, video_token_id=8003, vision_start_token_id=8001, vision_end_token_id=8002)
-    return Qwen2VLForConditionalGeneration(cfg).to(device=device, dtype=dtype).eval()
+        text_config=dict(text, vocab_size=8192, max_position_embeddings=32768, pad_token_id=ids["<|endoftext|>"],
+                         eos_token_id=ids["<|im_end|>"], bos_token_id=None),
+        vision_config=dict(vision, patch_size=14, spatial_merge_size=2, temporal_patch_size=2, in_channels=3),
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        vlm = Qwen2VLForConditionalGeneration(cfg)
+    vlm = vlm.to(device=device, dtype=dtype).eval()
+    processor = Qwen2VLProcessor(image_processor=Qwen2VLImageProcessor(), tokenizer=tok,
+                                 video_processor=Qwen2VLVideoProcessor(), chat_template=CHAT_TEMPLATE)
+    return vlm, processor
 
 
-def tiny_encoder(device):
-    from transformers import CLIPVisionConfig
-
-    clip = CLIPVisionConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                            image_size=224, patch_size=14)
-    cfg = ARRCOCVisionConfig(backbone={"type": "hf", "config": clip.to_dict()},
-                             query_encoder={"type": "bytes", "dim": 64}, image_size=896, budget=1024,
-                             relevance={"num_heads": 4, "head_dim": 16})
-    return ARRCOCVisionModel(cfg).to(device).eval()
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
-def time_prefill(model, inputs, repeats: int, device) -> float:
-    def once():
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
+class _Peak:
+    """Peak memory of a block above its start (CUDA: allocated bytes; CPU: resident high-water mark)."""
+
+    def __init__(self, device):
+        self.device, self.bytes = device, 0
+
+    @staticmethod
+    def _status(key: str) -> int:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key):
+                    return int(line.split()[1]) * 1024
+        return 0
+
+    def __enter__(self):
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.start = torch.cuda.memory_allocated(self.device)
+        else:
+            try:
+                ctypes.CDLL("libc.so.6").malloc_trim(0)
+                with open("/proc/self/clear_refs", "w") as f:
+                    f.write("5")  # resets VmHWM to the current resident size
+            except OSError:
+                pass
+            self.start = self._status("VmRSS")
+        return self
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self.bytes = torch.cuda.max_memory_allocated(self.device) - self.start
+        else:
+            self.bytes = self._status("VmHWM") - self.start
+
+
+def _cache_bytes(cache) -> int:
+    total = 0
+    for layer in getattr(cache, "layers", []):
+        for name in ("keys", "values"):
+            t = getattr(layer, name, None)
+            if isinstance(t, torch.Tensor):
+                total += t.numel() * t.element_size()
+    return total
+
+
+def vlm_rows(vlm, processor, image, question: str = QUESTION, repeats: int = 3, fractions=FRACTIONS,
+             clock=time.perf_counter, **adapter_config) -> list[dict]:
+    """The full arm and one ARR-COC arm per budget fraction for one VLM (any class ``from_vlm`` takes):
+    a list of rows (name, tokens, e2e, vision, llm, alloc, peak, kv). ``clock``: wall time by default;
+    ``time.process_time`` counts this process's CPU seconds (with one thread: the uncontended wall time
+    on a shared machine)."""
+    from arrcoc.adapters import from_vlm
+    from arrcoc.modeling import ARRCOCImageProcessor
+
+    device = vlm.device
+    adapter = from_vlm(vlm, processor, **adapter_config)
+    arr_proc = ARRCOCImageProcessor.from_model_config(adapter.encoder.config)
+    text = processor.apply_chat_template(
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}],
+        add_generation_prompt=True, tokenize=False)
+    prompt = adapter.chat_prompts([question])
+    image_id = adapter.image_token_id
+
+    def full_stage():
+        inputs = processor(text=[text], images=[image], return_tensors="pt").to(device)
         with torch.no_grad():
-            model(**inputs, use_cache=True, logits_to_keep=1)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter() - t
-    once()  # warm-up
-    return statistics.median(once() for _ in range(repeats))
+            feats = vlm.model.get_image_features(inputs.pop("pixel_values"), inputs["image_grid_thw"])
+        inputs["mm_encoder_outputs"] = {"image": feats}
+        return dict(inputs)
+
+    def arrcoc_stage(budget):
+        def stage():
+            px = arr_proc(image)["pixel_values"].to(device)
+            inputs, _, _ = adapter.prepare(px, prompt, queries=[question], budget=budget, deterministic=True)
+            return inputs
+        return stage
+
+    def alloc_once():
+        px = arr_proc(image)["pixel_values"].to(device)
+        zeros = torch.zeros(1, adapter.encoder.config.num_regions, dtype=torch.long, device=device)
+        _sync(device)
+        t = clock()
+        with torch.no_grad():
+            adapter.encoder(px, queries=[question], deterministic=True, allocation=zeros)
+        _sync(device)
+        return clock() - t
+
+    def run(stage):
+        _sync(device)
+        t0 = clock()
+        inputs = stage()
+        _sync(device)
+        t1 = clock()
+        with torch.no_grad():
+            out = vlm(**inputs, use_cache=True, logits_to_keep=1)
+        _sync(device)
+        t2 = clock()
+        tokens = int((inputs["input_ids"] == image_id).sum())
+        return (t2 - t0, t1 - t0, t2 - t1), tokens, _cache_bytes(out.cache)
+
+    full_tokens = run(full_stage)[1]  # warm-up; the image's full-detail token count
+    arms = [("full (VLM's own)", full_stage, False)]
+    arms += [(f"arr-coc {int(f * 100)}%", arrcoc_stage(max(1, round(f * full_tokens))), True) for f in fractions]
+    for _, stage, _ in arms[1:]:
+        run(stage)  # warm-up
+    times = {name: [] for name, _, _ in arms}
+    allocs = []
+    meta = {}
+    for _ in range(repeats):
+        for name, stage, _ in arms:
+            t, tokens, kv = run(stage)
+            times[name].append(t)
+            meta[name] = (tokens, kv)
+        allocs.append(alloc_once())
+    rows = []
+    for name, stage, is_arrcoc in arms:
+        with _Peak(device) as peak:
+            run(stage)
+        med = [statistics.median(t[i] for t in times[name]) for i in range(3)]
+        tokens, kv = meta[name]
+        rows.append(dict(name=name, tokens=tokens, e2e=med[0], vision=med[1], llm=med[2],
+                         alloc=statistics.median(allocs) if is_arrcoc else None, peak=peak.bytes, kv=kv))
+    return rows
+
+
+def print_rows(title: str, rows: list[dict]) -> None:
+    base = rows[0]
+    print(title)
+    print(f"{'arm':<18}{'img tok':>8}{'e2e s':>9}{'vs full':>9}{'vision s':>10}{'LLM s':>8}{'alloc s':>9}"
+          f"{'peak MB':>9}{'vs full':>9}{'KV MB':>8}")
+    for r in rows:
+        alloc = "" if r["alloc"] is None else f"{r['alloc']:.3f}"
+        print(f"{r['name']:<18}{r['tokens']:>8}{r['e2e']:>9.3f}{r['e2e'] / base['e2e']:>9.3f}{r['vision']:>10.3f}"
+              f"{r['llm']:>8.3f}{alloc:>9}{r['peak'] / 2**20:>9.1f}{r['peak'] / max(base['peak'], 1):>9.3f}"
+              f"{r['kv'] / 2**20:>8.2f}")
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--layers", type=int, default=None, help="LM depth (default 28 on CUDA, 4 on CPU)")
-    p.add_argument("--image-px", type=int, default=896, help="side of the full-resolution image")
+    p.add_argument("--depth-div", type=int, default=None, help="real depth / this (default 1 on CUDA, 8 on CPU)")
+    p.add_argument("--image-px", type=int, default=896, help="side of the square image (896: 1024 tokens)")
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own)")
+    p.add_argument("--clock", choices=("wall", "process"), default="wall",
+                   help="wall time, or this process's CPU time (use with --threads 1 on a shared machine)")
+    p.add_argument("--quick", action="store_true", help="smoke test: tiny widths, a 224-px image, one repeat")
     args = p.parse_args(argv)
     device = torch.device(args.device)
-    layers = args.layers or (28 if device.type == "cuda" else 4)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    depth_div = args.depth_div or (1 if device.type == "cuda" else 8)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    torch.manual_seed(args.seed)
-    lm = qwen2vl_lm(layers, device, dtype)
-    enc = tiny_encoder(device)
-    adapter = Qwen2VLARRCOCAdapter(lm, enc)
-    side = args.image_px // 28  # merged tokens per side of a native Qwen2-VL grid
-    full_tokens = side * side
-    prompt = [1, 11, 12, 8000, 21, 22, 23, 24, 25, 26, 27, 28]  # text, image, question text
+    side = 224 if args.quick else args.image_px
+    repeats = 1 if args.quick else args.repeats
+    from PIL import Image
 
-    # full resolution: one native image grid
-    ids = prompt[:3] + [8001] + [8000] * full_tokens + [8002] + prompt[4:]
-    types = [0] * 4 + [1] * full_tokens + [0] * (len(ids) - 4 - full_tokens)
-    feats = torch.randn(full_tokens, 1536, generator=torch.Generator().manual_seed(1)).to(device, dtype)
-    full = {"input_ids": torch.tensor([ids], device=device), "attention_mask": torch.ones(1, len(ids), dtype=torch.long, device=device),
-            "mm_token_type_ids": torch.tensor([types], device=device, dtype=torch.int),
-            "image_grid_thw": torch.tensor([[1, 2 * side, 2 * side]], device=device),
-            "mm_encoder_outputs": {"image": BaseModelOutputWithPooling(pooler_output=(feats,))}}
-    rows = [("full", full_tokens, time_prefill(lm, full, args.repeats, device), None)]
-
-    img = torch.randn(1, 3, 896, 896, generator=torch.Generator().manual_seed(2)).to(device)
-    for frac in (0.25, 0.5):
-        budget = int(frac * full_tokens)
-        t = time.perf_counter()
-        inputs, vision, counts = adapter.prepare(img, [prompt], queries=["what does the sign say?"], budget=budget,
-                                                 generator=torch.Generator(device=device).manual_seed(args.seed))
-        enc_s = time.perf_counter() - t
-        inputs["mm_encoder_outputs"]["image"].pooler_output = tuple(
-            f.to(dtype) for f in inputs["mm_encoder_outputs"]["image"].pooler_output)
-        rows.append((f"arr-coc {int(frac * 100)}%", int(counts[0]), time_prefill(lm, inputs, args.repeats, device), enc_s))
-
-    dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
-    print(f"Qwen2-VL-shaped LM prefill: hidden 1536, {layers} layers, {dtype}, {dev_name}; "
-          f"full resolution = {args.image_px}px -> {full_tokens} image tokens; median of {args.repeats}")
-    print(f"{'arm':<14}{'img tokens':>11}{'prefill s':>11}{'vs full':>9}{'encoder s':>11}")
-    base = rows[0][2]
-    for name, n, s, e in rows:
-        print(f"{name:<14}{n:>11}{s:>11.3f}{s / base:>9.3f}{'' if e is None else f'{e:>11.3f}':>11}")
+    image = Image.open(Path(__file__).resolve().parents[1] / "arrcoc" / "assets" / "sample_scene.png")
+    image = image.convert("RGB").resize((side, side), Image.BICUBIC)
+    vlm, processor = qwen2vl_2b(device, dtype, depth_div, quick=args.quick)
+    config = dict(image_size=side, grid=2, global_tokens=4, levels=(0, 4, 16)) if args.quick else {}
+    clock = time.process_time if args.clock == "process" else time.perf_counter
+    rows = vlm_rows(vlm, processor, image, repeats=repeats, clock=clock, **config)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    shape = "quick (tiny widths)" if args.quick else \
+        f"Qwen2-VL-2B widths, {vlm.config.vision_config.depth}/32 vision + {vlm.config.text_config.num_hidden_layers}/28 text blocks"
+    print_rows(f"Qwen2-VL end to end, {shape}, {dtype}, {where}; {side}-px image; median of {repeats}, {args.clock} clock", rows)
     return rows
 
 

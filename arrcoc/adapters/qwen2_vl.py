@@ -1,7 +1,15 @@
-"""ARR-COC inside ``Qwen2VLForConditionalGeneration``: the global thumbnail and every allocated region
-enter the LLM as their own image (``<|vision_start|>`` + n x ``<|image_pad|>`` + ``<|vision_end|>``)
-with an ``image_grid_thw`` of (1, 2s, 2s) for an s x s region, so Qwen2-VL's M-RoPE gives each
-region's tokens their 2-D positions and each image segment gets exactly its allocated tokens."""
+"""ARR-COC inside ``Qwen2VLForConditionalGeneration`` with a projector of your own: the train-your-own
+option. The training-free one is ``arrcoc.adapters.QwenVLAdapter`` (``arrcoc.adapters.qwen_vl``, also
+what ``arrcoc.adapters.from_vlm`` builds): there every region is encoded by the VLM's own vision tower,
+so the LLM sees only tokens it was trained on and no training is needed.
+
+Here ARR-COC's own encoder (e.g. the packaged EfficientNet one) makes the tokens and ``ARRCOCProjector``
+maps them to the LLM's width; a freshly built projector is random, so it must be trained before the
+answers mean anything. The global thumbnail and every allocated region enter the LLM as their own
+image (``<|vision_start|>`` + n x ``<|image_pad|>`` + ``<|vision_end|>``) with an ``image_grid_thw`` of
+(1, 2s, 2s) for an s x s region: Qwen2-VL's M-RoPE gives each region's tokens 2-D positions within its
+own segment (restarting per region, unlike the own-tower adapter's true positions in the whole
+image), and each image segment gets exactly its allocated tokens."""
 from __future__ import annotations
 
 import math
@@ -34,8 +42,9 @@ class ARRCOCProjector(nn.Module):
 
 
 class Qwen2VLARRCOCAdapter(ARRCOCAdapter):
-    """Drop-in ARR-COC encoder for Qwen2-VL. ``projector`` maps ARR-COC tokens to the text width;
-    by default a new ``ARRCOCProjector`` (untrained). Qwen2-VL's own vision tower is not used."""
+    """Drop-in ARR-COC encoder for Qwen2-VL with a projector to train. ``projector`` maps ARR-COC tokens
+    to the text width; by default a new ``ARRCOCProjector`` (untrained). Qwen2-VL's own vision tower is
+    not used: for the training-free path use ``QwenVLAdapter`` (``arrcoc.adapters.from_vlm``)."""
 
     def __init__(self, model, encoder, projector: nn.Module | None = None, pad_token_id: int | None = None):
         from transformers import Qwen2VLForConditionalGeneration

@@ -192,3 +192,46 @@ def test_bare_placeholder_is_wrapped_and_missing_one_goes_first():
     rows = [r[m.bool()].tolist() for r, m in zip(inputs["input_ids"], inputs["attention_mask"])]
     assert rows[0] == [11, start] + [pad] * 16 + [end, 12]
     assert rows[1] == [start] + [pad] * 16 + [end, 11, 12]
+
+
+def test_from_vlm_builds_it_with_the_vlms_question_channel(qwen):
+    from arrcoc.adapters import EmbeddingSimilarityScorer, from_vlm
+
+    kind, vlm, proc = qwen
+    ad = from_vlm(vlm, proc)
+    assert isinstance(ad, QwenVLAdapter) and ad.tower.visual is vlm.model.visual  # shared, not copied
+    assert ad.encoder.config.backbone["vlm_class"] == type(vlm).__name__
+    assert not any(p is q for p in ad.encoder.parameters() for q in vlm.parameters())  # the VLM owns its tower
+    scorer = ad.encoder.region_scorer
+    assert isinstance(getattr(scorer, "scorer", scorer), EmbeddingSimilarityScorer)
+    plain = from_vlm(vlm, proc, region_scorer=None)
+    px = normalise(images(1, 128, seed=4), ad.tower)
+    q = ["What colour is the car on the left?"]
+    res = ad.generate(px, ad.chat_prompts(q), queries=q, deterministic=True, max_new_tokens=3, do_sample=False)
+    ref = plain.generate(px, plain.chat_prompts(q), queries=q, deterministic=True, max_new_tokens=3, do_sample=False)
+    n = int(res.image_token_counts[0])
+    assert n == int(((res.inputs["input_ids"] == ad.image_token_id)).sum()) <= ad.encoder.config.budget == 256
+    # the VLM's own question channel moved the relevance posterior (the same encoder otherwise)
+    assert not torch.allclose(res.vision.relevance_mean, ref.vision.relevance_mean)
+
+
+def test_prefill_benchmark_quick_runs_and_counts_the_kv_cache():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "prefill.py"
+    spec = importlib.util.spec_from_file_location("prefill_benchmark", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = bench.main(["--quick", "--device", "cpu"])
+    full, arms = rows[0], rows[1:]
+    assert full["tokens"] == (224 // 28) ** 2 == 64 and [r["name"] for r in arms] == [
+        "arr-coc 25%", "arr-coc 50%", "arr-coc 100%"]
+    for r, budget in zip(arms, (16, 32, 64)):
+        assert 0 < r["tokens"] <= budget and r["alloc"] > 0
+    for r in rows:
+        assert r["e2e"] >= r["vision"] > 0 and r["e2e"] >= r["llm"] > 0 and r["peak"] >= 0
+    # KV cache: 1 layer x 2 KV heads x head 16 x (key + value) x 4 bytes = 256 bytes per position, and
+    # the arms' prompts differ only in their image tokens
+    for r in arms:
+        assert full["kv"] - r["kv"] == 256 * (full["tokens"] - r["tokens"])

@@ -70,8 +70,9 @@ class TrainConfig:
     calibration_rows: rows scored for the empirical-Bayes fit; 256 (the fit has 39 parameters).
     allocation_mix: policy -> weight over {"arrcoc", "full", "uniform", "random"}; each micro-batch's
         policy is drawn from it, so a reader trained on a mix does not favour one policy. Default
-        {"arrcoc": 1}. Policies other than "arrcoc" need the encoder's forced-allocation seam
-        (``forward(..., allocation=...)``).
+        {"arrcoc": 1}. "full" = every region at the top level (the budget does not apply),
+        "uniform" = the largest level every region can have within the budget, "random" = a random
+        feasible allocation per row; the encoder encodes them through ``forward(allocation=...)``.
     deterministic: the "arrcoc" policy's allocation during training: False = a Thompson draw
         (explores regions the posterior is unsure about), True = the posterior mean.
     budget: total visual tokens per image (global view included); None = the encoder's own.

@@ -25,7 +25,6 @@ ends with the same weights as an uninterrupted one.
 """
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import math
@@ -303,10 +302,6 @@ def train(config: TrainConfig, model: ARRCOCVisionModel, reader: ReaderHead | No
     if not isinstance(callbacks, (list, tuple)) or not all(callable(c) for c in callbacks):
         raise TypeError(f"callbacks must be a list of callables, got {callbacks!r}")
     cfg = config
-    forced = [p for p in cfg.allocation_mix if p != "arrcoc"] + ([cfg.eval_policy] if cfg.eval_policy != "arrcoc" else [])
-    if forced and "allocation" not in inspect.signature(model.forward).parameters:
-        raise ValueError(f"allocation_mix / eval_policy use {sorted(set(forced))}, which need the encoder's "
-                         "forced-allocation seam forward(..., allocation=...); this encoder has none: use {'arrcoc': 1}")
     resume = find_checkpoint(cfg.output_dir, cfg.resume_from) if cfg.resume_from is not None else None
     state = json.loads((Path(resume) / "trainer_state.json").read_text()) if resume else None
 

@@ -19,7 +19,7 @@ def main(out: str, steps: int, batch: int, stop_at: int = 0, resume: str = "") -
     model = tiny_model()
     data = scene_dataset(48)
     cfg = TrainConfig(output_dir=out, num_steps=steps, per_device_batch_size=batch, deterministic=True,
-                      progress=False, seed=3, resume_from=resume or None, learning_rate=3e-3)
+                      progress=False, seed=3, resume_from=resume or None)
     stop = [lambda rec: rec["step"] == stop_at] if stop_at else None
     res = train(cfg, model, None, data, callbacks=stop)
     import accelerate

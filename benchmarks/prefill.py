@@ -26,8 +26,15 @@ forced allocation, i.e. no region encoded); peak memory above the pre-arm baseli
 /proc/self/clear_refs after ``malloc_trim`` -- tracemalloc cannot see torch's allocator); KV-cache
 bytes of the prefill. Arms run interleaved, ``--repeats`` times each after one warm-up.
 
-An arm family is a function taking a VLM and its processor (``vlm_rows``); ``qwen2vl_2b`` builds this
-one. Usage: python benchmarks/prefill.py [--quick] [--depth-div N] [--repeats 3] [--device cpu|cuda]
+``--model llava``: ``LlavaForConditionalGeneration`` at LLaVA-1.5-7B's widths (CLIP ViT-L/14-336: 1024
+wide, 16 heads, MLP 4096, 24 blocks, feature layer -2, 576 tokens per 336-px image; Vicuna-7B: 4096
+wide, 32 heads, MLP 11008, 32 blocks), random weights, the same depth division; the full arm is the
+VLM's own processor (336 px, 576 tokens), ARR-COC gets the 672-px image (2 x 2 cells, each up to the
+tower's native 336 px) and 25 / 50 / 100 % of those 576 tokens.
+
+An arm family is a function taking a VLM and its processor (``vlm_rows``); ``qwen2vl_2b`` and
+``llava15_7b`` build them. Usage: python benchmarks/prefill.py [--model qwen2vl|llava] [--quick]
+[--depth-div N] [--repeats 3] [--device cpu|cuda]
 """
 from __future__ import annotations
 
@@ -46,7 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import arrcoc.backbones  # noqa: E402,F401  (the torchvision fix before transformers loads)
 
-__all__ = ["main", "qwen2vl_2b", "vlm_rows"]
+__all__ = ["main", "qwen2vl_2b", "llava15_7b", "vlm_rows"]
 
 QUESTION = "What does the sign say?"
 FRACTIONS = (0.25, 0.5, 1.0)
@@ -87,6 +94,42 @@ def qwen2vl_2b(device, dtype, depth_div: int = 1, quick: bool = False):
                                  video_processor=Qwen2VLVideoProcessor(), chat_template=CHAT_TEMPLATE)
     return vlm, processor
 
+
+def llava15_7b(device, dtype, depth_div: int = 1, quick: bool = False):
+    """A LLaVA-1.5-7B-shaped ``LlavaForConditionalGeneration`` (random weights) and its processor:
+    CLIP ViT-L/14-336 widths (1024 wide, 16 heads, MLP 4096, 336 px / 14 px patches: 576 tokens,
+    feature layer -2 of 24) and Vicuna-7B's (4096 wide, 32 heads, MLP 11008, 32 blocks), depth / depth_div."""
+    from transformers import (CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig,
+                              LlavaForConditionalGeneration, LlavaProcessor)
+
+    from tests.adapters.tiny_llava import LLAVA_TEMPLATE, tokenizer
+
+    tok = tokenizer("llava")
+    if quick:  # the code path only: tiny widths, one block each
+        vision = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2)
+        text = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=4)
+    else:
+        vision = dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=max(2, round(24 / depth_div)),
+                      num_attention_heads=16)
+        text = dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=max(1, round(32 / depth_div)),
+                    num_attention_heads=32)
+    cfg = LlavaConfig(
+        vision_config=CLIPVisionConfig(**vision, image_size=336, patch_size=14, projection_dim=768),
+        text_config=LlamaConfig(**text, vocab_size=8192, max_position_embeddings=4096, pad_token_id=tok.pad_token_id,
+                                bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id),
+        image_token_id=tok.convert_tokens_to_ids("<image>"), vision_feature_layer=-2,
+        vision_feature_select_strategy="default")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        vlm = LlavaForConditionalGeneration(cfg)
+    vlm = vlm.to(device=device, dtype=dtype).eval()
+    mean, std = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
+    image_proc = CLIPImageProcessor(size={"shortest_edge": 336}, crop_size={"height": 336, "width": 336},
+                                    image_mean=list(mean), image_std=list(std))
+    processor = LlavaProcessor(image_processor=image_proc, tokenizer=tok, patch_size=14,
+                               vision_feature_select_strategy="default", chat_template=LLAVA_TEMPLATE,
+                               num_additional_image_tokens=1)
+    return vlm, processor
 
 def _sync(device):
     if device.type == "cuda":
@@ -162,7 +205,10 @@ def vlm_rows(vlm, processor, image, question: str = QUESTION, repeats: int = 3, 
     def full_stage():
         inputs = processor(text=[text], images=[image], return_tensors="pt").to(device)
         with torch.no_grad():
-            feats = vlm.model.get_image_features(inputs.pop("pixel_values"), inputs["image_grid_thw"])
+            if "image_grid_thw" in inputs:  # Qwen-VL
+                feats = vlm.model.get_image_features(inputs.pop("pixel_values"), inputs["image_grid_thw"])
+            else:  # LLaVA: tower, feature selection, projector
+                feats = vlm.model.get_image_features(pixel_values=inputs.pop("pixel_values"))
         inputs["mm_encoder_outputs"] = {"image": feats}
         return dict(inputs)
 
@@ -237,32 +283,44 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--depth-div", type=int, default=None, help="real depth / this (default 1 on CUDA, 8 on CPU)")
-    p.add_argument("--image-px", type=int, default=896, help="side of the square image (896: 1024 tokens)")
+    p.add_argument("--image-px", type=int, default=None,
+                   help="side of the square image (default 896 for qwen2vl: 1024 tokens; 672 for llava)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own)")
     p.add_argument("--clock", choices=("wall", "process"), default="wall",
                    help="wall time, or this process's CPU time (use with --threads 1 on a shared machine)")
     p.add_argument("--quick", action="store_true", help="smoke test: tiny widths, a 224-px image, one repeat")
+    p.add_argument("--model", choices=("qwen2vl", "llava"), default="qwen2vl",
+                   help="qwen2vl: Qwen2-VL-2B-shaped; llava: LLaVA-1.5-7B-shaped (CLIP ViT-L/14-336 + Vicuna-7B widths)")
     args = p.parse_args(argv)
     device = torch.device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     depth_div = args.depth_div or (1 if device.type == "cuda" else 8)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    side = 224 if args.quick else args.image_px
+    default_px = 896 if args.model == "qwen2vl" else 672  # LLaVA: 2 x 2 cells at the tower's native 336 px
+    side = 224 if args.quick else (args.image_px or default_px)
     repeats = 1 if args.quick else args.repeats
     from PIL import Image
 
     image = Image.open(Path(__file__).resolve().parents[1] / "arrcoc" / "assets" / "sample_scene.png")
     image = image.convert("RGB").resize((side, side), Image.BICUBIC)
-    vlm, processor = qwen2vl_2b(device, dtype, depth_div, quick=args.quick)
+    build = qwen2vl_2b if args.model == "qwen2vl" else llava15_7b
+    vlm, processor = build(device, dtype, depth_div, quick=args.quick)
     config = dict(image_size=side, grid=2, global_tokens=4, levels=(0, 4, 16)) if args.quick else {}
     clock = time.process_time if args.clock == "process" else time.perf_counter
     rows = vlm_rows(vlm, processor, image, repeats=repeats, clock=clock, **config)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    shape = "quick (tiny widths)" if args.quick else \
-        f"Qwen2-VL-2B widths, {vlm.config.vision_config.depth}/32 vision + {vlm.config.text_config.num_hidden_layers}/28 text blocks"
-    print_rows(f"Qwen2-VL end to end, {shape}, {dtype}, {where}; {side}-px image; median of {repeats}, {args.clock} clock", rows)
+    if args.model == "llava":
+        name = "LLaVA-1.5"
+        shape = "quick (tiny widths)" if args.quick else \
+            f"LLaVA-1.5-7B widths, {vlm.config.vision_config.num_hidden_layers}/24 vision + " \
+            f"{vlm.config.text_config.num_hidden_layers}/32 text blocks"
+    else:
+        name = "Qwen2-VL"
+        shape = "quick (tiny widths)" if args.quick else \
+            f"Qwen2-VL-2B widths, {vlm.config.vision_config.depth}/32 vision + {vlm.config.text_config.num_hidden_layers}/28 text blocks"
+    print_rows(f"{name} end to end, {shape}, {dtype}, {where}; {side}-px image; median of {repeats}, {args.clock} clock", rows)
     return rows
 
 

@@ -8,7 +8,8 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 EXTRAS := test
-# What the tests use beyond the package: tritonclient (in .venv), a tritonserver side environment
+# What the tests use beyond the package: tritonclient and lmms-eval (in .venv; lmms-eval 0.7 needs
+# filelock<4, its `lmms` extra says so), a tritonserver side environment
 # under /tmp (nvidia-pytriton pins numpy<2, so it never goes into .venv) and Debian's Chromium for the
 # demo's browser test. Each step is best effort: where it cannot install, its tests skip and say why.
 TEST_EXTRAS := $(VENV)/.test-extras
@@ -26,6 +27,8 @@ install: $(STAMP)
 $(TEST_EXTRAS): $(STAMP)
 	$(PIP) install -q --disable-pip-version-check -c constraints.txt "tritonclient[http,grpc]>=2.40" >/dev/null 2>&1 \
 	  || echo "make: tritonclient could not be installed; the tritonserver tests will skip"
+	$(PIP) install -q --disable-pip-version-check -c constraints.txt -e ".[lmms]" >/dev/null 2>&1 \
+	  || echo "make: lmms-eval could not be installed; the lmms-eval plugin test will skip"
 	$(PY) -m arrcoc.serving.server install >/dev/null 2>&1 \
 	  || echo "make: the tritonserver side environment could not be installed; the tritonserver tests will skip"
 	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \

@@ -140,14 +140,48 @@ class ARRCOCAdapter:
             rows.append(list(tok(text, add_special_tokens=False)["input_ids"]))
         return rows
 
+    def pixel_values(self, images) -> Tensor:
+        """Images (PIL RGB images, (H, W, 3) arrays or (3, H, W) tensors) -> the encoder's
+        ``pixel_values`` (B, 3, S, S): resized to ``config.image_size``, normalised as the VLM's
+        processor normalises (``ARRCOCImageProcessor`` with the encoder's statistics)."""
+        from arrcoc.modeling import ARRCOCImageProcessor
+
+        proc = ARRCOCImageProcessor.from_model_config(self.encoder.config)
+        pv = proc(images, return_tensors="pt")["pixel_values"]  # (B, 3, S, S)
+        return pv.to(device=self.model.device, dtype=next(self.encoder.parameters()).dtype)
+
+    def answer(self, images, questions: Sequence[str] | str, max_new_tokens: int = 32, budget=None,
+               generator: torch.Generator | None = None, deterministic: bool | None = None,
+               **generate_kwargs) -> list[str]:
+        """Ask each image its question: allocation by the question, the VLM's own chat template,
+        greedy decoding by default; returns the decoded answers (special tokens skipped). Without a
+        ``generator`` the allocation is the posterior mean's (reproducible); with one, a Thompson draw."""
+        if deterministic is None:
+            deterministic = generator is None
+        if isinstance(questions, str):
+            questions = [questions]
+        questions = list(questions)
+        if not isinstance(images, (list, tuple)):
+            images = [images]
+        if len(images) != len(questions):
+            raise ValueError(f"got {len(images)} images but {len(questions)} questions; pass one question per image")
+        prompts = self.chat_prompts(questions)
+        generate_kwargs.setdefault("do_sample", False)
+        out = self.generate(self.pixel_values(list(images)), prompts, queries=questions, budget=budget,
+                            generator=generator, deterministic=deterministic, max_new_tokens=max_new_tokens,
+                            **generate_kwargs)
+        tok = getattr(self.processor, "tokenizer", self.processor)
+        return [tok.decode(row, skip_special_tokens=True) for row in out.new_tokens.tolist()]
+
     def score(self, pixel_values: Tensor, prompt_ids, answer_ids, queries=None, budget=None, generator=None,
-              deterministic: bool | None = None, reduction: str = "sum") -> Tensor:
+              deterministic: bool | None = None, reduction: str = "sum", return_greedy: bool = False):
         """Log-likelihood of given answers under the VLM, each image encoded as ``prepare`` allocates.
 
         Each row is prompt + answer, left padded, so the answer is the last tokens of its row; the
         logits one position earlier predict them. Returns (B,) summed (``reduction="sum"``) or mean
         (``"mean"``) log-probabilities of the answer tokens, or a list of (len_b,) per-token tensors
-        (``"none"``).
+        (``"none"``). ``return_greedy``: also a (B,) bool, True where greedy decoding would produce
+        exactly the answer (every answer token is the arg max of its position).
         """
         if reduction not in ("sum", "mean", "none"):
             raise ValueError(f"reduction must be 'sum', 'mean' or 'none', got {reduction!r}")
@@ -162,7 +196,7 @@ class ARRCOCAdapter:
         logp = torch.log_softmax(logits.float(), dim=-1)
         ids = inputs["input_ids"]  # (B, L)
         length = ids.shape[1]
-        out = []
+        out, greedy = [], []
         for b, a in enumerate(answers):
             pos = torch.arange(length - len(a), length, device=ids.device)  # the answer's positions
             tok = ids[b, pos]
@@ -170,9 +204,9 @@ class ARRCOCAdapter:
                 raise RuntimeError(f"row {b} does not end with its answer tokens after prepare(); the adapter "
                                    "must left-pad and keep the prompt's tail")
             out.append(logp[b, pos - 1].gather(-1, tok[:, None])[:, 0])  # (len_b,)
-        if reduction == "none":
-            return out
-        return torch.stack([o.sum() if reduction == "sum" else o.mean() for o in out])
+            greedy.append(bool((logp[b, pos - 1].argmax(-1) == tok).all()))
+        res = out if reduction == "none" else torch.stack([o.sum() if reduction == "sum" else o.mean() for o in out])
+        return (res, torch.tensor(greedy)) if return_greedy else res
 
     def prepare(self, pixel_values: Tensor, prompt_ids, queries=None, budget=None, generator=None,
                 deterministic: bool | None = None):

@@ -209,3 +209,20 @@ def test_from_vlm_builds_the_llava_adapter_with_model_defaults(llava):
     assert (res.image_token_counts <= 64).all() and res.new_tokens.shape == (2, 3)
     answers = ad.answer([image(8, 40, 56), image(9, 64, 64)], QUESTIONS, max_new_tokens=3, deterministic=True)
     assert len(answers) == 2 and all(isinstance(a, str) for a in answers)
+
+
+def test_prefill_benchmark_llava_arm_quick():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "prefill.py"
+    spec = importlib.util.spec_from_file_location("prefill_benchmark_llava", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = bench.main(["--model", "llava", "--quick", "--device", "cpu"])
+    full, arms = rows[0], rows[1:]
+    assert full["tokens"] == (336 // 14) ** 2 == 576  # the VLM's own processor: 24 x 24 patches
+    for r in arms:  # quick config: 2 x 2 grid, levels (0, 4, 16), a 2 x 2 thumbnail: at most 68 tokens
+        assert 0 < r["tokens"] <= 68 and r["alloc"] > 0 and r["e2e"] >= r["vision"] > 0
+        # KV cache: 1 layer x 4 KV heads x head 16 x (key + value) x 4 bytes = 512 bytes per position
+        assert full["kv"] - r["kv"] == 512 * (full["tokens"] - r["tokens"])

@@ -83,15 +83,21 @@ def test_split_layout_quarter_budget_and_batch_equals_singles(vlm):
 
 def test_full_allocation_matches_the_processors_split_layout():
     """Every region at the native level + a native global view: the processor's own 2 x 2 split
-    layout of a 64 x 64 image, id for id (the features differ only in how the crops are resampled)."""
+    layout of a 64 x 64 image, id for id, and every region's features are the VLM's own tile's."""
     model, proc = tiny_idefics3(splitting=True)
     text = chat(proc, QUESTIONS[0])
     inp = proc(images=image(2, 64, 64), text=text, return_tensors="pt")
     ad = Idefics3Adapter(model, proc, grid=2, global_tokens=16, levels=(0, 16), budget=80, image_size=64, **SMALL)
-    pix = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    tiles = inp["pixel_values"][0, :4]  # (4, 3, 32, 32): the processor's 2 x 2 split, row-major
+    pix = tiles.reshape(2, 2, 3, 32, 32).permute(2, 0, 3, 1, 4).reshape(1, 3, 64, 64)  # the image they came from
     inputs, vision, counts = ad.prepare(pix, [proc.tokenizer(text)["input_ids"]], deterministic=True)
     assert vision.allocation.tolist() == [[16] * 4] and counts.tolist() == [80]
     assert torch.equal(inputs["input_ids"], inp["input_ids"])
+    with torch.no_grad():  # each region is exactly one of the VLM's own tiles (the global view is resampled
+        own = model.get_image_features(pixel_values=inp["pixel_values"],  # by ARR-COC, not by the processor)
+                                       pixel_attention_mask=inp["pixel_attention_mask"]).pooler_output[0]
+    mine = inputs["mm_encoder_outputs"]["image"].pooler_output[0]
+    assert own.shape == mine.shape == (80, 64) and (mine[:64] - own[:64]).abs().max() < 1e-5
 
 
 def test_bad_inputs():

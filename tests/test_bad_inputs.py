@@ -26,10 +26,10 @@ from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 import arrcoc
 from tests.bad_inputs import Case, resolve
 from tests.bad_inputs import (adapter_cases, bayes_cases, cli_cases, mcmc_cases, qwen_vl_cases, relevance_cases,
-                               serving_cases, tower_vlm_cases, vision_cases)
+                               serving_cases, tower_vlm_cases, training_cases, vision_cases)
 
 CASE_MODULES = (bayes_cases, mcmc_cases, relevance_cases, vision_cases, cli_cases, serving_cases, adapter_cases,
-                qwen_vl_cases, tower_vlm_cases)
+                qwen_vl_cases, tower_vlm_cases, training_cases)
 CASES: list[Case] = [c for m in CASE_MODULES for c in m.CASES]
 EXEMPT: dict[str, str] = {k: v for m in CASE_MODULES for k, v in m.EXEMPT.items()}
 XFAIL: dict[str, str] = {k: v for m in CASE_MODULES for k, v in m.XFAIL.items()}

@@ -9,22 +9,27 @@ import sys
 __all__ = ["add_train_parser", "run_train", "parse_mix"]
 
 
-def parse_mix(text: str) -> dict:
-    """"arrcoc=2,full=1" -> {"arrcoc": 2.0, "full": 1.0} (a bare name means weight 1)."""
-    if not isinstance(text, str) or not text.strip():
-        raise ValueError(f"--allocation-mix must be policy=weight pairs like 'arrcoc=1,full=1', got {text!r}")
+def parse_mix(allocation_mix: str) -> dict:
+    """"arrcoc=2,full=1" -> {"arrcoc": 2.0, "full": 1.0} (a bare name means weight 1); the names
+    and weights are checked by ``TrainConfig``."""
+    if not isinstance(allocation_mix, str) or not allocation_mix.strip():
+        raise ValueError("allocation_mix (--allocation-mix) must be policy=weight pairs like 'arrcoc=1,full=1', "
+                         f"got {allocation_mix!r}")
     out = {}
-    for part in text.split(","):
+    for part in allocation_mix.split(","):
         name, _, w = part.strip().partition("=")
         try:
             out[name.strip()] = float(w) if w.strip() else 1.0
         except ValueError:
-            raise ValueError(f"--allocation-mix: weight of {name.strip()!r} must be a number, got {w!r}") from None
+            raise ValueError(f"allocation_mix (--allocation-mix): the weight of {name.strip()!r} must be a number, "
+                             f"got {w!r}") from None
     return out
 
 
 def add_train_parser(sub) -> argparse.ArgumentParser:
     """Add the ``train`` subcommand to an argparse subparsers object."""
+    if not hasattr(sub, "add_parser"):
+        raise TypeError(f"sub must be an argparse subparsers object (parser.add_subparsers()), got {type(sub).__name__}")
     t = sub.add_parser("train", help="train the query head, calibration and a reader (Accelerate; see README)",
                        description="Train ARR-COC's query head and calibration and a reader head on a VQA data "
                                    "set. Several processes: accelerate launch --num_processes N -m arrcoc.cli train ...")
@@ -81,6 +86,8 @@ def run_train(args, stream=None) -> int:
     from .data import load_vqa_dataset
     from .trainer import train
 
+    if not isinstance(args, argparse.Namespace) or not hasattr(args, "data"):
+        raise TypeError(f"args must be the argparse.Namespace of `arrcoc train`, got {type(args).__name__}")
     stream = sys.stdout if stream is None else stream
     cfg = TrainConfig(output_dir=args.output_dir, num_steps=args.num_steps, num_epochs=args.num_epochs,
                       per_device_batch_size=args.batch_size, gradient_accumulation_steps=args.grad_accum,

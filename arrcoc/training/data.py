@@ -175,6 +175,17 @@ class DataReport:
     skipped: dict = field(default_factory=lambda: {r: 0 for r in SKIP_REASONS})
     examples: dict = field(default_factory=dict)  # reason -> one example message (the first seen)
 
+    def __post_init__(self) -> None:
+        self.rows = check_int(self.rows, "rows", minimum=0)
+        if not isinstance(self.skipped, dict) or set(self.skipped) - set(SKIP_REASONS):
+            raise ValueError(f"skipped must be a dict reason -> count with reasons among {list(SKIP_REASONS)}, "
+                             f"got {self.skipped!r}")
+        self.skipped = {r: check_int(self.skipped.get(r, 0), f"skipped[{r!r}]", minimum=0) for r in SKIP_REASONS}
+        if sum(self.skipped.values()) > self.rows:
+            raise ValueError(f"skipped rows ({sum(self.skipped.values())}) exceed the rows read ({self.rows})")
+        if not isinstance(self.examples, dict):
+            raise TypeError(f"examples must be a dict reason -> message, got {type(self.examples).__name__}")
+
     @property
     def used(self) -> int:
         return self.rows - sum(self.skipped.values())

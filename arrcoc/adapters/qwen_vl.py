@@ -175,7 +175,7 @@ def _mrope_positions(token_region: Tensor, grid: int, global_side: int, allocati
 
     A token at row i of an s-row block that spans rows [a, a + k) of the F-row grid sits at
     ``a + floor((2i + 1) k / (2s))``: the grid row holding its centre."""
-    F_side = max(grid * top_side, global_side)
+    F_side = grid * top_side  # a global view finer than this would share positions (never by default)
     n_glob = int((token_region == GLOBAL_REGION).sum())
     rows, cols = [], []
     if n_glob:

@@ -235,3 +235,16 @@ def test_prefill_benchmark_quick_runs_and_counts_the_kv_cache():
     # the arms' prompts differ only in their image tokens
     for r in arms:
         assert full["kv"] - r["kv"] == 256 * (full["tokens"] - r["tokens"])
+
+
+def test_global_view_spreads_over_the_whole_image_grid():
+    from arrcoc.adapters.qwen_vl import _mrope_positions
+
+    # 2 x 2 regions of at most 4 x 4 tokens: an 8 x 8 grid; a 2 x 2 global view, then region 1 at 2 x 2
+    token_region = torch.tensor([-1] * 4 + [1] * 4)
+    pos, side = _mrope_positions(token_region, grid=2, global_side=2, allocation=torch.tensor([0, 4, 0, 0]),
+                                 top_side=4, start=10)
+    assert side == 8
+    assert pos[0].tolist() == [10] * 8  # one temporal position: the segment start
+    assert pos[1].tolist() == [12, 12, 16, 16] + [11, 11, 13, 13]  # rows: global centres, region 1 (top right)
+    assert pos[2].tolist() == [12, 16, 12, 16] + [15, 17, 15, 17]  # cols: region 1 spans columns 4..7

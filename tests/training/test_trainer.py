@@ -27,18 +27,18 @@ def _weights(ckpt: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def data48():
-    return scene_dataset(48)
+def data24():
+    return scene_dataset(24)
 
 
-def test_resume_gives_the_same_final_weights_bit_exact(tmp_path, data48):
-    """5 steps of 2 micro-batches (3 steps per epoch, so the run crosses an epoch), Thompson draws on:
-    stopped after step 2 (mid-epoch) and resumed from 'latest' == uninterrupted, bit for bit."""
-    kw = dict(num_steps=5, gradient_accumulation_steps=2, keep_checkpoints=1)
-    full = train(_cfg(tmp_path / "a", **kw), tiny_model(), None, data48)
-    part = train(_cfg(tmp_path / "b", **kw), tiny_model(), None, data48, callbacks=[lambda r: r["step"] == 2])
+def test_resume_gives_the_same_final_weights_bit_exact(tmp_path, data24):
+    """5 steps of 2 micro-batches of 4 (3 steps per epoch, so the run crosses an epoch), Thompson draws
+    on: stopped after step 2 (mid-epoch) and resumed from 'latest' == uninterrupted, bit for bit."""
+    kw = dict(num_steps=5, gradient_accumulation_steps=2, keep_checkpoints=1, per_device_batch_size=4)
+    full = train(_cfg(tmp_path / "a", **kw), tiny_model(), None, data24)
+    part = train(_cfg(tmp_path / "b", **kw), tiny_model(), None, data24, callbacks=[lambda r: r["step"] == 2])
     assert part.stopped_early and part.checkpoint.endswith("step_00000002") and len(part.history) == 2
-    rest = train(_cfg(tmp_path / "b", resume_from="latest", **kw), tiny_model(), None, data48)
+    rest = train(_cfg(tmp_path / "b", resume_from="latest", **kw), tiny_model(), None, data24)
     assert [h["loss"] for h in rest.history] == [h["loss"] for h in full.history]
     assert [h["epoch"] for h in full.history] == [0, 0, 0, 1, 1]
     wa, wb = _weights(full.checkpoint), _weights(rest.checkpoint)
@@ -54,10 +54,11 @@ def test_resume_gives_the_same_final_weights_bit_exact(tmp_path, data48):
     assert find_checkpoint(tmp_path / "b") == str(ck / "step_00000005")
 
 
-def test_gradient_accumulation_equals_one_big_batch(tmp_path, data48):
-    big = train(_cfg(tmp_path / "a", num_steps=3, deterministic=True), tiny_model(), None, data48)
-    acc = train(_cfg(tmp_path / "b", num_steps=3, deterministic=True, per_device_batch_size=4,
-                     gradient_accumulation_steps=2), tiny_model(), None, data48)
+def test_gradient_accumulation_equals_one_big_batch(tmp_path, data24):
+    big = train(_cfg(tmp_path / "a", num_steps=3, deterministic=True, per_device_batch_size=6), tiny_model(),
+                None, data24)
+    acc = train(_cfg(tmp_path / "b", num_steps=3, deterministic=True, per_device_batch_size=2,
+                     gradient_accumulation_steps=3), tiny_model(), None, data24)
     assert [h["loss"] for h in acc.history] == pytest.approx([h["loss"] for h in big.history], abs=1e-5)
     # weights agree to float noise, except that Adam turns the noise in parameters whose true gradient
     # is 0 (attention key biases, the query head's output bias under per-image standardisation) into
@@ -82,16 +83,16 @@ def _with_bad_rows(n_good: int) -> "datasets.Dataset":
 
 
 def test_bad_rows_are_counted_and_never_stop_a_run(tmp_path):
-    data = _with_bad_rows(40)  # 48 rows, 8 bad
+    data = _with_bad_rows(16)  # 24 rows, 8 bad
     ev = _with_bad_rows(8)     # 16 rows, 8 bad
     res = train(_cfg(tmp_path, num_epochs=1, answer_vocab=("red", "green", "blue", "yellow")),
                 tiny_model(), None, data, ev)
     r = res.data_report
-    assert (r.rows, r.used) == (48, 40)
+    assert (r.rows, r.used) == (24, 16)
     assert r.skipped == {"missing_image": 2, "unreadable_image": 2, "empty_question": 2, "unknown_answer": 2,
                          "bad_target": 0}
-    assert sum(h["used"] for h in res.history if "used" in h) == 40
-    assert "48 rows read, 40 used, 8 skipped" in str(r) and "e.g. unknown answer" in str(r)
+    assert sum(h["used"] for h in res.history if "used" in h) == 16
+    assert "24 rows read, 16 used, 8 skipped" in str(r) and "e.g. unknown answer" in str(r)
     m = res.metrics
     assert (m["rows"], m["used"]) == (16, 8) and m["accuracy_all_rows"] == pytest.approx(m["accuracy"] / 2)
 
@@ -149,10 +150,10 @@ def test_empirical_bayes_calibration_without_targets(tmp_path):
         train(_cfg(tmp_path, calibration_method="gradient"), tiny_model(), None, data)
 
 
-def test_mixed_allocation_policies(tmp_path, data48):
+def test_mixed_allocation_policies(tmp_path, data24):
     """Each micro-batch's policy is drawn from the mix; the encoder gets the forced allocation."""
     mix = {"arrcoc": 1, "full": 1, "uniform": 1, "random": 1}
-    res = train(_cfg(tmp_path, num_steps=8, allocation_mix=mix), tiny_model(), None, data48)
+    res = train(_cfg(tmp_path, num_steps=8, allocation_mix=mix, per_device_batch_size=2), tiny_model(), None, data24)
     seen = {h["policies"][0]: h["tokens_per_image"] for h in res.history}
     assert len(seen) >= 3
     # tiny encoder: 4 global tokens, 4 regions, levels 0/4/16, budget 40 (36 for the regions)
@@ -162,32 +163,29 @@ def test_mixed_allocation_policies(tmp_path, data48):
             assert tokens == expect[policy], policy
         else:
             assert 4 < tokens <= 40, policy
-    again = train(_cfg(tmp_path / "again", num_steps=8, allocation_mix=mix), tiny_model(), None, data48)
-    assert [h["policies"] for h in again.history] == [h["policies"] for h in res.history]
-    assert [h["loss"] for h in again.history] == [h["loss"] for h in res.history]
 
 
-def test_argument_errors(tmp_path, data48):
+def test_argument_errors(tmp_path, data24):
     m = tiny_model()
     with pytest.raises(TypeError, match="config"):
-        train({"num_steps": 1}, m, None, data48)
+        train({"num_steps": 1}, m, None, data24)
     with pytest.raises(TypeError, match="model"):
-        train(_cfg(tmp_path), object(), None, data48)
+        train(_cfg(tmp_path), object(), None, data24)
     with pytest.raises(TypeError, match="reader"):
-        train(_cfg(tmp_path), m, "reader", data48)
+        train(_cfg(tmp_path), m, "reader", data24)
     with pytest.raises(TypeError, match="train_dataset"):
         train(_cfg(tmp_path), m, None, "rows")
     with pytest.raises(ValueError, match="train_dataset is empty"):
-        train(_cfg(tmp_path), m, None, data48.select([]))
+        train(_cfg(tmp_path), m, None, data24.select([]))
     with pytest.raises(TypeError, match="callbacks"):
-        train(_cfg(tmp_path), m, None, data48, callbacks=[3])
+        train(_cfg(tmp_path), m, None, data24, callbacks=[3])
     with pytest.raises(ValueError, match="answer classes"):
-        train(_cfg(tmp_path), m, ReaderHead(ReaderConfig.for_encoder(m, 7)), data48)
+        train(_cfg(tmp_path), m, ReaderHead(ReaderConfig.for_encoder(m, 7)), data24)
     with pytest.raises(ValueError, match="fewer than one global batch"):
-        train(_cfg(tmp_path, per_device_batch_size=64), m, None, data48)
+        train(_cfg(tmp_path, per_device_batch_size=64), m, None, data24)
     with pytest.raises(ValueError, match="nothing to train"):
-        train(_cfg(tmp_path, train_parts=()), m, None, data48)
+        train(_cfg(tmp_path, train_parts=()), m, None, data24)
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
-        train(_cfg(tmp_path / "empty", resume_from="latest"), m, None, data48)
+        train(_cfg(tmp_path / "empty", resume_from="latest"), m, None, data24)
     with pytest.raises(FileNotFoundError, match="not a checkpoint"):
         find_checkpoint(tmp_path, str(tmp_path))

@@ -109,6 +109,9 @@ def run_train(args, stream=None) -> int:
         model, _ = load_default_model()
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     res = train(cfg, model, None, data, eval_data)
+    from accelerate import PartialState
+    if not PartialState().is_main_process:  # one report, from the main process
+        return 0
     print(f"training data: {res.data_report}", file=stream)
     if res.eval_report is not None:
         print(f"evaluation data: {res.eval_report}", file=stream)

@@ -77,6 +77,12 @@ class _Rows(torch.utils.data.Dataset):
     """A data set's rows as dicts, each with its index (``__index__``) for per-row seeding."""
 
     def __init__(self, data):
+        feats = getattr(data, "features", None) or {}
+        img = feats.get("image") if hasattr(feats, "get") else None
+        if img is not None and type(img).__name__ == "Image" and getattr(img, "decode", False):
+            # a decoding Image column would raise on a corrupt file when the row is read, before the
+            # collate can count it: keep the bytes, the collate decodes (and counts failures)
+            data = data.cast_column("image", type(img)(decode=False))
         self.data = data
 
     def __len__(self):
@@ -311,7 +317,9 @@ def train(config: TrainConfig, model: ARRCOCVisionModel, reader: ReaderHead | No
     elif cfg.answer_vocab is not None:
         answers = [normalize_answer(a) for a in cfg.answer_vocab]
     else:
-        answers = build_answer_vocab(train_dataset, cfg.max_answer_classes)
+        source = train_dataset if hasattr(train_dataset, "column_names") else [
+            dict(r).get("answer") for r in train_dataset]
+        answers = build_answer_vocab(source, cfg.max_answer_classes)
     if reader is None:  # its initial weights come from the seed, not from the caller's global RNG
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from arrcoc.modeling import ARRCOCVisionModel
-from arrcoc.training import ReaderConfig, ReaderHead, TrainConfig, find_checkpoint, train
+from arrcoc.training import ReaderConfig, ReaderHead, TrainConfig, build_answer_vocab, find_checkpoint, train
 
 from .conftest import scene_dataset, scene_rows, tiny_model
 
@@ -189,3 +189,31 @@ def test_argument_errors(tmp_path, data24):
         train(_cfg(tmp_path / "empty", resume_from="latest"), m, None, data24)
     with pytest.raises(FileNotFoundError, match="not a checkpoint"):
         find_checkpoint(tmp_path, str(tmp_path))
+
+
+def test_decoding_image_column_and_plain_lists(tmp_path):
+    """A data set whose Image column decodes (a corrupt file would raise on reading the row) and a
+    plain list of row dicts both train; the corrupt row is counted, not raised."""
+    rows = scene_rows(8)
+    rows["image"][3] = {"bytes": b"\x89PNG not really", "path": None}
+    feats = datasets.Features({"image": datasets.Image(), "question": datasets.Value("string"),
+                               "answer": datasets.Value("string"), "target": datasets.Value("int64")})
+    decoding = datasets.Dataset.from_dict(rows, features=feats)
+    res = train(_cfg(tmp_path / "a", num_steps=1), tiny_model(), None, decoding)
+    assert res.data_report.skipped["unreadable_image"] == 1 and res.data_report.used == 7
+    plain = [dict(zip(rows, v)) for v in zip(*rows.values())]
+    res = train(_cfg(tmp_path / "b", num_steps=1), tiny_model(), None, plain)
+    assert res.data_report.rows == 8 and res.answers == build_answer_vocab([r["answer"] for r in plain])
+
+
+def test_bf16_on_a_cpu_without_it_falls_back_with_a_warning(caplog):
+    from pathlib import Path
+
+    from arrcoc.training.trainer import _check_mixed_precision
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    native = "avx512_bf16" in flags or "amx_bf16" in flags
+    with caplog.at_level("WARNING", logger="arrcoc.training"):
+        got = _check_mixed_precision(TrainConfig(mixed_precision="bf16"), use_cpu=True)
+    assert got == ("bf16" if native else "no")
+    assert native or "training in float32" in caplog.text
+    assert _check_mixed_precision(TrainConfig(), use_cpu=True) == "no"

@@ -27,6 +27,8 @@ install: $(STAMP)
 $(TEST_EXTRAS): $(STAMP)
 	$(PIP) install -q --disable-pip-version-check -c constraints.txt "tritonclient[http,grpc]>=2.40" >/dev/null 2>&1 \
 	  || echo "make: tritonclient could not be installed; the tritonserver tests will skip"
+	$(PIP) install -q --disable-pip-version-check -c constraints.txt "onnx>=1.16" "onnxscript>=0.2" "onnxruntime>=1.18" >/dev/null 2>&1 \
+	  || echo "make: onnx / onnxruntime could not be installed; the ONNX export test will skip"
 	$(PIP) install -q --disable-pip-version-check -c constraints.txt -e ".[lmms]" >/dev/null 2>&1 \
 	  || echo "make: lmms-eval could not be installed; the lmms-eval plugin test will skip"
 	$(PY) -m arrcoc.serving.server install >/dev/null 2>&1 \

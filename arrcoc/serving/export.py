@@ -9,6 +9,9 @@ Layout (every model versioned, Python backend, CPU instances, dynamic batching):
       arrcoc_predictive/  ...                                      mean, variances, quantiles
       arrcoc/             config.pbtxt  1/                         the ensemble joining them
 
+``export_triton(..., backend="torchscript" | "onnx")`` (``arrcoc export-triton --backend``) adds
+the parts that trace, for Triton's PyTorch / ONNX Runtime backends (``arrcoc.serving.export_parts``).
+
 Inputs of the ensemble ``arrcoc``: ``image`` (BYTES, the encoded file), ``question`` (BYTES),
 ``budget`` (INT64, total tokens incl. the global view), optional ``seed`` (INT64, the Thompson
 seed: the same seed gives the same answer; without one the server draws one and returns it as
@@ -181,13 +184,19 @@ def _write(path: Path, text: str) -> None:
     path.write_text(text)
 
 
-def export_triton(out, model, processor=None, *, config: ExportConfig | None = None, checkpoint=None) -> Path:
+def export_triton(out, model, processor=None, *, config: ExportConfig | None = None, checkpoint=None,
+                  backend: str = "python") -> Path:
     """Write the repository for ``model`` (an ``ARRCOCVisionModel``) into folder ``out``.
 
     checkpoint: a ``save_pretrained`` folder the server loads the weights from (for trained
     weights); None: the model is rebuilt from its config (pretrained default, seeded new layers).
+    backend: "python" writes the Python-backend stages and the ensemble; "torchscript" / "onnx"
+    also the parts that trace, for Triton's PyTorch / ONNX Runtime backends
+    (``arrcoc.serving.export_parts``: the backbone at each crop size, the pixel scorers).
     Returns ``out``. Existing stage folders are overwritten.
     """
+    from .export_parts import PART_BACKENDS, export_parts
+
     from arrcoc.modeling import ARRCOCImageProcessor, ARRCOCVisionModel
 
     if not isinstance(out, (str, os.PathLike)):
@@ -201,6 +210,8 @@ def export_triton(out, model, processor=None, *, config: ExportConfig | None = N
     config = ExportConfig() if config is None else config
     if not isinstance(config, ExportConfig):
         raise TypeError(f"config must be an ExportConfig, got {type(config).__name__}")
+    if backend not in ("python",) + PART_BACKENDS:
+        raise ValueError(f"backend must be one of {('python',) + PART_BACKENDS}, got {backend!r}")
     mc = model.config
     if mc.num_rounds != 1:
         raise ValueError(f"only single-round models are exported; the model has num_rounds={mc.num_rounds}")
@@ -230,4 +241,6 @@ def export_triton(out, model, processor=None, *, config: ExportConfig | None = N
         _write(version / "arrcoc.json", json.dumps(settings, indent=1, sort_keys=True) + "\n")
     _write(out / ENSEMBLE / "1" / ".gitkeep", "")  # the ensemble's (empty) version folder, kept by git
     _write(out / ENSEMBLE / "config.pbtxt", _ensemble_pbtxt(sig, config))
+    if backend != "python":
+        export_parts(out, model, backend, max_batch_size=config.max_batch_size, instances=config.instances)
     return out

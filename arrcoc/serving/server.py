@@ -38,7 +38,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["TRITON_WHEEL", "SIDE_REQUIREMENTS", "TritonInstall", "TritonServer", "ensure_tritonserver",
+__all__ = ["TRITON_WHEEL", "SIDE_REQUIREMENTS", "TritonInstall", "TritonServer", "ensure_tritonserver", "servable_models",
            "find_tritonserver", "free_port", "server_environment", "main"]
 
 TRITON_WHEEL = "nvidia-pytriton==0.7.0"  # ships tritonserver 2.51 with the Python backend (CPU works)
@@ -155,6 +155,29 @@ def server_environment(install: TritonInstall, extra_pythonpath=()) -> dict:
     return env
 
 
+_PLATFORM_BACKEND = {"pytorch_libtorch": "pytorch", "onnxruntime_onnx": "onnxruntime", "ensemble": None}
+
+
+def servable_models(repository, backends) -> tuple[list[str], list[str]]:
+    """(models the server can load, models whose backend is not in the folder ``backends``) of a
+    model repository, by the ``backend`` / ``platform`` of each ``config.pbtxt``. The wheel's
+    server ships only the Python backend, so the parts of ``export-triton --backend torchscript``
+    land in the second list."""
+    for name, v in (("repository", repository), ("backends", backends)):
+        if not isinstance(v, (str, os.PathLike)):
+            raise TypeError(f"{name} must be a folder path, got {type(v).__name__}")
+    if not Path(repository).is_dir():
+        raise ValueError(f"repository must be an existing model repository folder, got {repository!r}")
+    have = {p.name for p in Path(backends).iterdir()} if Path(backends).is_dir() else set()
+    load, skip = [], []
+    for cfg in sorted(Path(repository).glob("*/config.pbtxt")):
+        text = cfg.read_text()
+        m = re.search(r'^backend:\s*"([^"]+)"', text, re.M) or re.search(r'^platform:\s*"([^"]+)"', text, re.M)
+        need = None if m is None else _PLATFORM_BACKEND.get(m.group(1), m.group(1))
+        (load if need is None or need in have else skip).append(cfg.parent.name)
+    return load, skip
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -183,6 +206,7 @@ class TritonServer:
         self.log_path = Path(log_path) if log_path else Path(tempfile.mkstemp(prefix="tritonserver-", suffix=".log")[1])
         self.extra_args = list(extra_args)
         self.proc: subprocess.Popen | None = None
+        self.skipped: list[str] = []
 
     @property
     def http_url(self) -> str:
@@ -197,13 +221,19 @@ class TritonServer:
         return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     def start(self) -> "TritonServer":
+        """Launch the server. Models whose backend this server lacks (``servable_models``) are left
+        out by loading the others explicitly (``self.skipped`` names them)."""
+        load, self.skipped = servable_models(self.repository, self.install.backends)
+        explicit = []
+        if self.skipped and not any(a.startswith("--model-control-mode") for a in self.extra_args):
+            explicit = ["--model-control-mode", "explicit"] + [x for name in load for x in ("--load-model", name)]
         cmd = [str(self.install.binary), "--model-repository", str(self.repository),
                "--backend-directory", str(self.install.backends),
                "--http-address", "127.0.0.1", "--http-port", str(self.http_port),
                "--grpc-address", "127.0.0.1", "--grpc-port", str(self.grpc_port),
                "--metrics-address", "127.0.0.1", "--metrics-port", str(self.metrics_port),
                "--allow-cpu-metrics", "false", "--exit-on-error", "true",
-               "--exit-timeout-secs", "3", *self.extra_args]  # stop() does not wait 30 s for idle clients
+               "--exit-timeout-secs", "3", *explicit, *self.extra_args]  # stop() does not wait 30 s for idle clients
         log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=server_environment(self.install),
                                      start_new_session=True)
@@ -271,6 +301,8 @@ def main(argv=None) -> int:
         with server:
             print(f"ready: HTTP {server.http_url}, gRPC {server.grpc_url}, metrics {server.metrics_url}; "
                   f"log {server.log_path}", flush=True)
+            if server.skipped:
+                print(f"not loaded (this server lacks their backend): {', '.join(server.skipped)}", flush=True)
             server.proc.wait()
     except KeyboardInterrupt:
         return 0

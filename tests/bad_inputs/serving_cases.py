@@ -33,10 +33,14 @@ def _traced():
     return t
 
 
-def _tiny_backbone():
+def _tiny_model():
     from tests.modeling.conftest import tiny_model
 
-    return tiny_model().backbone
+    return tiny_model()
+
+
+def _tiny_backbone():
+    return _tiny_model().backbone
 
 
 def _cfg(cls, **kw):
@@ -92,6 +96,20 @@ CASES = [
          st.sampled_from([None, 3, OPAQUE]), finite=False),
     Case("arrcoc.serving.traced.backbone_sizes", "model", lambda v: _traced().backbone_sizes(v),
          st.sampled_from([None, 3, OPAQUE]), finite=False),
+    Case("arrcoc.serving.export_parts.export_parts", "backend",
+         lambda v: __import__("arrcoc.serving.export_parts", fromlist=["x"]).export_parts("/tmp/arrcoc-never", _tiny_model(), v),
+         BAD_STR, finite=False),
+    Case("arrcoc.serving.export_parts.export_parts", "sizes",
+         lambda v: __import__("arrcoc.serving.export_parts", fromlist=["x"]).export_parts("/tmp/arrcoc-never", _tiny_model(), sizes=v),
+         st.sampled_from([[20], [8.5], "8", 8, [None]]), finite=False),
+    Case("arrcoc.serving.export_parts.PixelScorers", "allocator",
+         lambda v: __import__("arrcoc.serving.export_parts", fromlist=["x"]).PixelScorers(v),
+         st.sampled_from([None, 3, OPAQUE]), finite=False),
+    Case("arrcoc.serving.export_triton", "backend", lambda v: __import__("arrcoc.serving", fromlist=["x"]).export_triton(
+        "/tmp/arrcoc-never", _tiny_model(), backend=v), BAD_STR, finite=False),
+    Case("arrcoc.serving.server.servable_models", "repository",
+         lambda v: __import__("arrcoc.serving.server", fromlist=["x"]).servable_models(v, "/tmp"),
+         NOT_PATH, finite=False),
     Case("arrcoc.serving.TritonServer", "repository", lambda v: _cfg("TritonServer", repository=v),
          st.one_of(NOT_PATH, st.just("/nonexistent/arrcoc-repo")), finite=False),
     Case("arrcoc.serving.find_tritonserver", "path", lambda v: __import__("arrcoc.serving", fromlist=["x"]).find_tritonserver(v),
@@ -102,6 +120,7 @@ EXEMPT = {
     "arrcoc.serving.CacheStats": "result type (counters snapshot)",
     "arrcoc.serving.CpuPlan": "result type of optimize_for_cpu",
     "arrcoc.serving.cpu.BACKENDS": "constant (backend names)",
+    "arrcoc.serving.export_parts.PART_BACKENDS": "constant (backend names)",
     "arrcoc.serving.ENSEMBLE": "constant (model name)",
     "arrcoc.serving.STAGES": "constant (model names)",
     "arrcoc.serving.server.TRITON_WHEEL": "constant (requirement)",

@@ -48,8 +48,9 @@ def one_thread():
 @pytest.fixture(scope="session")
 def triton(tiny, tmp_path_factory):
     """(server, repository) of the tiny model, cache threshold low enough that the second Thompson
-    request of an image recomputes with more draws. Skips only when the side environment cannot be
-    installed."""
+    request of an image recomputes with more draws; exported with the TorchScript parts, which this
+    Python-only server must leave out while serving the rest. Skips only when the side environment
+    cannot be installed."""
     from arrcoc.serving import CacheConfig, ExportConfig, TritonServer, ensure_tritonserver, export_triton
 
     pytest.importorskip("tritonclient.grpc", reason="tritonclient missing: pip install 'arrcoc[serve]'")
@@ -59,7 +60,7 @@ def triton(tiny, tmp_path_factory):
     except RuntimeError as e:
         pytest.skip(f"tritonserver side environment unavailable: {e}")
     repo = export_triton(tmp_path_factory.mktemp("triton") / "repo", *tiny,
-                         config=ExportConfig(cache=CacheConfig(threshold=1e-6, max_draws=32)))
+                         config=ExportConfig(cache=CacheConfig(threshold=1e-6, max_draws=32)), backend="torchscript")
     server = TritonServer(repo, install)
     server.start()
     try:

@@ -133,3 +133,12 @@ def test_server_config_is_the_exported_one(triton, clients):
     ens = client.get_model_config("arrcoc")
     assert [s["model_name"] for s in ens["ensemble_scheduling"]["step"]] == [
         "arrcoc_preprocess", "arrcoc_relevance", "arrcoc_encode", "arrcoc_predictive"]
+
+
+def test_parts_without_their_backend_are_left_out_and_the_rest_serves(triton, clients):
+    _, client = clients["http"]
+    assert triton.skipped == ["arrcoc_backbone_16px", "arrcoc_backbone_24px", "arrcoc_backbone_8px",
+                              "arrcoc_pixel_scorers"]
+    index = {m["name"]: m.get("state") for m in client.get_model_repository_index()}
+    assert index["arrcoc"] == "READY" and index["arrcoc_encode"] == "READY"
+    assert all(index.get(name) != "READY" for name in triton.skipped)

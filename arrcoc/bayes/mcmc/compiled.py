@@ -23,6 +23,7 @@ therefore asks for SIMD only when the traced graph holds a tensor of at least
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import warnings
@@ -280,6 +281,26 @@ def _inductor_patches(config: CompileConfig, simd: bool, on_cpu: bool) -> dict:
     return patches
 
 
+@contextlib.contextmanager
+def _cacheable():
+    """A tracing context whose fake mode has a shape environment, for ``compile_fx``.
+
+    Inductor's on-disk FX graph cache (``TORCHINDUCTOR_CACHE_DIR``, on by default) files a graph's
+    guards in the shape environment of the active tracing context and bypasses the cache when there
+    is none ("No shape env"), which is the case for a graph from ``make_fx`` handed straight to
+    ``compile_fx``: every new process then compiled every graph again (eight schools' NUTS step:
+    ~10 s of g++ on this 2-core box, each run).  With the context a later process finds the compiled
+    module on disk.  The shapes stay static (nothing is symbolic), so the only guards are none."""
+    from torch._guards import TracingContext, tracing
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.fx.experimental.symbolic_shapes import ShapeEnv
+    if TracingContext.try_get() is not None:      # inside someone else's compile: theirs applies
+        yield
+        return
+    with tracing(TracingContext(FakeTensorMode(shape_env=ShapeEnv()))):
+        yield
+
+
 def compile_graph(fn: Callable[..., tuple], args: tuple, check: bool = True,
                   config: CompileConfig | None = None) -> CompiledGraph:
     """Compile ``fn(*tensors) -> tuple of tensors`` into one inductor graph with no guards.
@@ -306,7 +327,8 @@ def compile_graph(fn: Callable[..., tuple], args: tuple, check: bool = True,
     isa_cache = getattr(getattr(cpu_vec_isa, "valid_vec_isa_list", None), "cache_info", None)
     fresh = "cpp.vec_isa_ok" in patches and isa_cache is not None and isa_cache().currsize == 0
     try:
-        compiled = compile_fx(gm, list(args), config_patches=patches or None)
+        with _cacheable():
+            compiled = compile_fx(gm, list(args), config_patches=patches or None)
     finally:
         if fresh:
             cpu_vec_isa.valid_vec_isa_list.cache_clear()

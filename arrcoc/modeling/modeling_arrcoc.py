@@ -30,7 +30,7 @@ from arrcoc.relevance.question import parse_questions
 
 from .configuration_arrcoc import ARRCOCVisionConfig
 from .zero_shot import build_concept_scorer
-from .regions import crop_resize, grid_boxes, level_side, sincos_2d, token_centres
+from .regions import crop_resize, grid_boxes, level_side, resize, sincos_2d, token_centres
 
 __all__ = ["ARRCOCVisionModel", "ARRCOCVisionOutput", "ARRCOCPreTrainedModel", "GLOBAL_REGION", "PAD_REGION"]
 
@@ -176,9 +176,10 @@ class ARRCOCVisionModel(ARRCOCPreTrainedModel):
                              f"region grid (need at least {4 * self.config.grid} pixels per side)")
         if not torch.isfinite(pixel_values).all():
             raise ValueError("pixel_values contain NaN or inf")
-        # float64 / float16 / bfloat16 pixels are cast to the model's parameter dtype here, at the
-        # boundary (the backbone and the crop resampling run in that dtype)
-        dtype = next(self.parameters()).dtype
+        # float64 / float16 / bfloat16 pixels are cast to the working dtype here, at the boundary:
+        # that of ARR-COC's own modules (the allocator). A shared VLM tower may run in another
+        # dtype (a VLM loaded in bf16): ``_backbone`` casts its inputs and outputs.
+        dtype = self.work_dtype
         if pixel_values.dtype == dtype:
             return pixel_values
         cast = pixel_values.to(dtype)
@@ -237,8 +238,20 @@ class ARRCOCVisionModel(ARRCOCPreTrainedModel):
 
     def _pass(self, pixel_bb: Tensor, side: int) -> Tensor:
         size = self.backbone.input_size(side)
-        thumb = F.interpolate(pixel_bb, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-        return self.backbone(thumb, side)  # (B, side*side, D)
+        thumb = resize(pixel_bb, size)
+        return self._backbone(thumb, side)  # (B, side*side, D)
+
+    @property
+    def work_dtype(self) -> torch.dtype:
+        """The dtype the allocation runs in: that of ARR-COC's own parameters."""
+        return next(self.allocator.parameters()).dtype
+
+    def _backbone(self, pixels: Tensor, side: int) -> Tensor:
+        """The backbone in its own dtype (it may be a VLM's bf16 tower), features back in ours."""
+        p = next(self.backbone.parameters(), None)
+        if p is None or p.dtype == pixels.dtype:
+            return self.backbone(pixels, side)
+        return self.backbone(pixels.to(p.dtype), side).to(pixels.dtype)
 
     def encode_regions(self, pixel_bb: Tensor, boxes: Tensor, allocation: Tensor, select: Tensor) -> dict:
         """Encode the selected regions, one batched backbone call per level.
@@ -252,7 +265,7 @@ class ARRCOCVisionModel(ARRCOCPreTrainedModel):
                 continue
             side = level_side(level)
             crops = crop_resize(pixel_bb, idx[:, 0], boxes[idx[:, 0], idx[:, 1]], self.backbone.input_size(side))
-            feats = self.backbone(crops, side)  # (n, level, D)
+            feats = self._backbone(crops, side)  # (n, level, D)
             for k, (b, r) in enumerate(idx.tolist()):
                 out[(b, r)] = feats[k]
         return out

@@ -43,6 +43,16 @@ def grid_boxes(height: int, width: int, grid: int, batch: int = 1, device=None) 
     return out.unsqueeze(0).expand(batch, -1, -1).clone()
 
 
+def resize(images: Tensor, size: int) -> Tensor:
+    """(N, C, h, w) -> (N, C, size, size), bilinear and antialiased. Half-precision inputs are
+    resampled in float32 and cast back (the antialiased kernels have no bf16 / fp16 CPU version, and
+    a VLM loaded in bf16 shares its dtype with the encoder)."""
+    low = images.dtype in (torch.bfloat16, torch.float16)
+    x = images.float() if low else images
+    out = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return out.to(images.dtype) if low else out
+
+
 def crop_resize(images: Tensor, batch_index: Tensor, boxes: Tensor, size: int) -> Tensor:
     """Crop boxes out of images and resample each crop to size x size (bilinear, antialiased).
 
@@ -62,8 +72,7 @@ def crop_resize(images: Tensor, batch_index: Tensor, boxes: Tensor, size: int) -
     out = []
     for b, (x0, y0, x1, y1) in zip(batch_index.tolist(), boxes.round().long().tolist()):
         crop = images[b: b + 1, :, y0:y1, x0:x1]  # (1, C, h, w)
-        out.append(F.interpolate(crop, size=(size, size), mode="bilinear", align_corners=False,
-                                 antialias=True))
+        out.append(resize(crop, size))
     return torch.cat(out, 0)  # (N, C, size, size)
 
 

@@ -160,12 +160,14 @@ def spectral_residual_map(grey: Tensor, blur: float = 2.5, validate: bool = True
     if validate:
         blur = check_real(blur, "blur", low=0.0)
         check_values(grey, "grey", "(N, H, W)", 3)
+    low = grey.dtype in (torch.bfloat16, torch.float16)  # torch's FFT has no half-precision CPU kernel
+    out_dtype, grey = grey.dtype, (grey.float() if low else grey)
     spec = torch.fft.fft2(grey)
     amp = spec.abs()
     log_amp = torch.log(amp + 1e-6 * amp.amax((-1, -2), keepdim=True) + 1e-30)  # (N, H, W) relative floor
     local = F.avg_pool2d(F.pad(log_amp[:, None], (1, 1, 1, 1), mode="circular"), 3, stride=1)[:, 0]
     sal = torch.fft.ifft2(torch.polar(torch.exp(log_amp - local), spec.angle())).abs() ** 2
-    return _gaussian_blur(sal, blur)
+    return _gaussian_blur(sal, blur).to(out_dtype)
 
 
 def _resize(x: Tensor, size: int) -> Tensor:

@@ -96,3 +96,28 @@ def test_score_and_answers_bad_input(gen):
         check_answers("yes", 1)
     with pytest.raises(ValueError, match="chat template"):
         ad.chat_prompts(["what is this?"])
+
+
+def test_a_bf16_vlm_runs_with_the_allocation_in_float32():
+    """A VLM loaded in bf16 on CPU: its tower runs in bf16 (shared), ARR-COC's own modules and the
+    posterior stay float32, and the LLM gets bf16 features equal to the tower's own output."""
+    from tests.adapters.tiny_llava import image, tiny_llava as tiny_llava_with_processor
+
+    vlm, proc = tiny_llava_with_processor()
+    vlm = vlm.to(torch.bfloat16)
+    arr = from_vlm(vlm, proc)
+    assert arr.encoder.work_dtype == torch.float32 and next(arr.tower.parameters()).dtype == torch.bfloat16
+    img = image(3, 64, 64)
+    assert len(arr.answer([img], ["What colour is the square?"], max_new_tokens=2)[0]) >= 0
+    pv = arr.pixel_values([img])
+    inputs, vision, counts = arr.prepare(pv, arr.chat_prompts(["What colour is the square?"]),
+                                         queries=["What colour is the square?"], deterministic=True)
+    assert vision.relevance_mean.dtype == torch.float32 and torch.isfinite(vision.relevance_mean).all()
+    feats = inputs["mm_encoder_outputs"]["image"].pooler_output[0]
+    assert feats.dtype == torch.bfloat16 and feats.shape[0] == int(counts[0])
+    # the global view's tokens are the bf16 tower's own encoding of the thumbnail, cast losslessly
+    side = arr.encoder.config.global_side
+    from arrcoc.modeling.regions import resize
+    with torch.no_grad():
+        ref = arr.tower(resize(pv, arr.tower.input_size(side)).to(torch.bfloat16), side)[0]  # (g*g, D)
+    torch.testing.assert_close(feats[:side * side], ref, atol=0, rtol=0)

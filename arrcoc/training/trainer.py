@@ -34,14 +34,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from arrcoc.relevance import allocate_random, allocate_uniform, fit_empirical_bayes
 from arrcoc.modeling import ARRCOCImageProcessor, ARRCOCVisionModel
-from arrcoc.modeling.regions import crop_resize
 
-from .config import POLICIES, TrainConfig, _lr_lambda
+from ._loop import (EpochSampler, Joint, Rows, build_optimizer, check_mixed_precision, empirical_bayes, evaluate,
+                    forced_allocation, mix_seed, set_trainable)
+from .config import TrainConfig, _lr_lambda
 from .data import SKIP_REASONS, DataReport, VQACollator, build_answer_vocab, normalize_answer
 from .reader import ReaderConfig, ReaderHead
 
@@ -61,7 +60,8 @@ class TrainResult:
         training record. history: one dict per optimizer step (step, epoch, loss, answer_loss,
         relevance_loss, accuracy, tokens_per_image, rows, lr, policies) plus {"eval": ...} records.
     checkpoint: the last checkpoint's folder. data_report / eval_report: rows read, used, skipped.
-    answers: the answer vocabulary (class i of the reader = answers[i]).
+    answers: the answer vocabulary (class i of the reader = answers[i]). reader: the trained reader
+    (the model passed in is trained in place); both are left in eval mode.
     """
 
     metrics: dict
@@ -71,88 +71,7 @@ class TrainResult:
     eval_report: DataReport | None = None
     answers: list = field(default_factory=list)
     stopped_early: bool = False
-
-
-class _Rows(torch.utils.data.Dataset):
-    """A data set's rows as dicts, each with its index (``__index__``) for per-row seeding."""
-
-    def __init__(self, data):
-        feats = getattr(data, "features", None) or {}
-        img = feats.get("image") if hasattr(feats, "get") else None
-        if img is not None and type(img).__name__ == "Image" and getattr(img, "decode", False):
-            # a decoding Image column would raise on a corrupt file when the row is read, before the
-            # collate can count it: keep the bytes, the collate decodes (and counts failures)
-            data = data.cast_column("image", type(img)(decode=False))
-        self.data = data
-
-    def __len__(self):
-        return len(self.data)
-
-    def __getitem__(self, i):
-        row = dict(self.data[int(i)])
-        row["__index__"] = int(i)
-        return row
-
-
-class _EpochSampler(torch.utils.data.Sampler):
-    """A permutation of range(n) per epoch from (seed, epoch): the same on every process."""
-
-    def __init__(self, n: int, seed: int, shuffle: bool = True):
-        self.n, self.seed, self.shuffle, self.epoch = n, seed, shuffle, 0
-
-    def use_epoch(self, epoch: int) -> None:
-        # not named set_epoch: accelerate's loader calls that with its own count of passes, which
-        # restarts at 0 in a resumed run; the epoch here is the run's own
-        self.epoch = int(epoch)
-
-    def __len__(self):
-        return self.n
-
-    def __iter__(self):
-        if not self.shuffle:
-            return iter(range(self.n))
-        g = torch.Generator().manual_seed(_seed(self.seed, 17, self.epoch))
-        return iter(torch.randperm(self.n, generator=g).tolist())
-
-
-def _seed(*parts: int) -> int:
-    """A 63-bit seed mixed from integers (splitmix-style), stable across processes and runs."""
-    h = 0x9E3779B97F4A7C15
-    for p in parts:
-        h = (h ^ (int(p) + 0x9E3779B97F4A7C15 + (h << 6) + (h >> 2))) & 0xFFFFFFFFFFFFFFFF
-        h = (h * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
-    return h >> 1
-
-
-class _Joint(nn.Module):
-    """Encoder + reader as one module (one DDP wrapper); forward returns the loss sums of a batch."""
-
-    def __init__(self, model: ARRCOCVisionModel, reader: ReaderHead):
-        super().__init__()
-        self.model, self.reader = model, reader
-
-    def forward(self, batch: dict, allocation: Tensor | None, budget, generator, deterministic: bool,
-                relevance: bool) -> dict:
-        pixel_values = batch["pixel_values"]
-        n = pixel_values.shape[0]
-        # every trainable parameter enters the graph (times 0), so DDP never meets an unused one
-        zero = sum(p.reshape(-1)[0] * 0.0 for p in self.parameters() if p.requires_grad)
-        if n == 0:  # every row of this slice was bad: a zero loss keeps the processes in step
-            return {"answer": zero, "relevance": zero, "correct": 0, "tokens": 0}
-        m = self.model
-        ids, mask = m.tokenize_queries(batch["queries"], device=pixel_values.device)  # (n, T)
-        kw = {} if allocation is None else {"allocation": allocation}
-        out = m(pixel_values, queries=batch["queries"], budget=budget, generator=generator,
-                deterministic=deterministic, **kw)
-        logits = self.reader(out.last_hidden_state, out.attention_mask, out.token_region, ids, mask)  # (n, A)
-        answer = F.cross_entropy(logits.float(), batch["labels"], reduction="sum")
-        rel = zero
-        if relevance and bool(batch["has_target"].any()):
-            logp = torch.log_softmax(out.relevance_mean.float(), -1)  # (n, R)
-            rel = -(batch["target"] * logp).sum(-1)[batch["has_target"]].sum()
-        correct = int((logits.argmax(-1) == batch["labels"]).sum())
-        return {"answer": answer + zero, "relevance": rel, "correct": correct,
-                "tokens": int(out.tokens_per_image.sum()), "logits": logits}
+    reader: ReaderHead | None = None  # the trained reader (the one passed in, or the one built)
 
 
 def find_checkpoint(output_dir, which: str = "latest") -> str:
@@ -171,104 +90,6 @@ def find_checkpoint(output_dir, which: str = "latest") -> str:
     if not found:
         raise FileNotFoundError(f"resume_from='latest' but {str(root)!r} holds no checkpoint")
     return str(found[-1].parent)
-
-
-def _check_mixed_precision(cfg: TrainConfig, use_cpu: bool) -> str:
-    if cfg.mixed_precision == "no":
-        return "no"
-    if not use_cpu and torch.cuda.is_available():
-        if not torch.cuda.is_bf16_supported():
-            raise ValueError("mixed_precision='bf16' but this CUDA device does not support bf16; use 'no'")
-        return "bf16"
-    flags = ""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        pass
-    if "avx512_bf16" in flags or "amx_bf16" in flags:
-        return "bf16"
-    logger.warning("mixed_precision='bf16' requested but this CPU has no native bf16 (AVX512-BF16 or AMX): "
-                   "training in float32 instead")
-    return "no"
-
-
-def _trainable(model: ARRCOCVisionModel, reader: ReaderHead, cfg: TrainConfig, calib_by_gradient: bool) -> None:
-    model.requires_grad_(False)
-    if cfg.train_backbone:
-        model.backbone.requires_grad_(True)
-        if model.region_embed is not None:
-            model.region_embed.requires_grad_(True)
-    if "query_head" in cfg.train_parts:
-        model.allocator.query.requires_grad_(True)
-    if "calibration" in cfg.train_parts and calib_by_gradient:
-        a = model.allocator
-        for p in (a.slope, a.offset, a.log_precision, a.mu_global, a.log_tau, a.log_sigma):
-            p.requires_grad_(True)
-    reader.requires_grad_("reader" in cfg.train_parts)
-
-
-def _optimizer(joint: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    decay, plain = [], []
-    for name, p in joint.named_parameters():
-        if not p.requires_grad:
-            continue
-        (decay if p.dim() >= 2 and "embed" not in name else plain).append(p)
-    if not decay and not plain:
-        raise ValueError(f"nothing to train: train_parts={list(cfg.train_parts)} with train_backbone="
-                         f"{cfg.train_backbone} leaves no parameter trainable")
-    groups = [g for g in ({"params": decay, "weight_decay": cfg.weight_decay},
-                          {"params": plain, "weight_decay": 0.0}) if g["params"]]
-    return torch.optim.AdamW(groups, lr=cfg.learning_rate)
-
-
-def _forced_allocation(policy: str, model: ARRCOCVisionModel, rows: Tensor, region_budget: int, seed: int,
-                       epoch: int, device) -> tuple[Tensor | None, int | None]:
-    """(allocation (n, R) long or None for ARR-COC's own, total budget to pass)."""
-    if policy == "arrcoc":
-        return None, None
-    c = model.config
-    R, levels, n = c.num_regions, list(c.levels), rows.shape[0]
-    if policy == "full":
-        return torch.full((n, R), levels[-1], dtype=torch.long, device=device), c.global_tokens + R * levels[-1]
-    table = torch.zeros(1, R, len(levels))  # (1, R, L): only feasibility matters to these baselines
-    if policy == "uniform":
-        a = allocate_uniform(table.expand(n, R, len(levels)), levels, region_budget).levels
-    else:
-        a = torch.cat([allocate_random(table, levels, region_budget,
-                                       torch.Generator().manual_seed(_seed(seed, 29, epoch, int(i)))).levels
-                       for i in rows.tolist()]) if n else torch.zeros(0, R, dtype=torch.long)
-    return a.to(device=device, dtype=torch.long), c.global_tokens + region_budget
-
-
-def _empirical_bayes(model: ARRCOCVisionModel, rows: _Rows, collate, cfg: TrainConfig, device) -> str:
-    """Fit the calibration by empirical Bayes on the scores of the first calibration_rows rows."""
-    n = min(len(rows), cfg.calibration_rows)
-    obs, masks = [], []
-    proc = getattr(collate, "processor", None) or ARRCOCImageProcessor.from_model_config(model.config)
-    with torch.no_grad():
-        for start in range(0, n, cfg.per_device_batch_size):
-            b = collate([rows[i] for i in range(start, min(n, start + cfg.per_device_batch_size))])
-            if b["pixel_values"].shape[0] == 0:
-                continue
-            px = b["pixel_values"].to(device)
-            out = model(px, queries=b["queries"], deterministic=True)
-            boxes = out.region_boxes  # (n, R, 4)
-            rgb = proc.unnormalize(px)
-            s = model.config.scorer_pixels
-            bidx = torch.arange(px.shape[0], device=device).repeat_interleave(boxes.shape[1])
-            pix = crop_resize(rgb, bidx, boxes.reshape(-1, 4), s).reshape(px.shape[0], boxes.shape[1], 3, s, s)
-            ids, qm = model.tokenize_queries(b["queries"], device=device)
-            q = model.question_batch(b["queries"], device, px.dtype)
-            _, o, mk, *_ = model.allocator.score(out.region_features, region_pixels=pix,
-                                                 query_embeds=model.query_encoder(ids, qm), query_mask=qm.bool(),
-                                                 question=q)
-            obs.append(o.double().cpu())
-            masks.append(mk.cpu())
-    if not obs:
-        raise ValueError("no usable training row for the empirical-Bayes calibration")
-    res = fit_empirical_bayes(torch.cat(obs), torch.cat(masks))
-    res.apply(model.allocator)
-    return str(res)
 
 
 def train(config: TrainConfig, model: ARRCOCVisionModel, reader: ReaderHead | None, train_dataset,
@@ -332,7 +153,7 @@ def train(config: TrainConfig, model: ARRCOCVisionModel, reader: ReaderHead | No
 
     # accelerator ---------------------------------------------------------------------------------------
     use_cpu = cfg.cpu or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
-    mp = _check_mixed_precision(cfg, use_cpu)
+    mp = check_mixed_precision(cfg, use_cpu)
     acc = Accelerator(gradient_accumulation_steps=cfg.gradient_accumulation_steps, mixed_precision=mp,
                       cpu=use_cpu, dataloader_config=DataLoaderConfiguration(split_batches=True),
                       step_scheduler_with_optimizer=False)
@@ -346,22 +167,22 @@ def train(config: TrainConfig, model: ARRCOCVisionModel, reader: ReaderHead | No
     if "calibration" in cfg.train_parts and method == "gradient" and not has_targets:
         raise ValueError("calibration_method='gradient' needs a target column in train_dataset "
                          "(load_vqa_dataset(..., target_column=...)); use 'empirical_bayes'")
-    rows = _Rows(train_dataset)
+    rows = Rows(train_dataset)
     if "calibration" in cfg.train_parts and method == "empirical_bayes" and state is None:
-        summary = _empirical_bayes(model.to(acc.device), rows, collate, cfg, acc.device)
+        summary = empirical_bayes(model.to(acc.device), rows, collate, cfg, acc.device)
         if main:
             logger.info("calibration by empirical Bayes:\n%s", summary)
-    _trainable(model, reader, cfg, calib_by_gradient=(method == "gradient"))
+    set_trainable(model, reader, cfg, calib_by_gradient=(method == "gradient"))
     want_relevance = has_targets and cfg.relevance_loss_weight > 0 and (
         "query_head" in cfg.train_parts or ("calibration" in cfg.train_parts and method == "gradient"))
-    joint = _Joint(model, reader)
-    optimizer = _optimizer(joint, cfg)
+    joint = Joint(model, reader)
+    optimizer = build_optimizer(joint, cfg)
 
     global_batch = cfg.per_device_batch_size * acc.num_processes
     if len(rows) < global_batch:
         raise ValueError(f"train_dataset has {len(rows)} rows, fewer than one global batch of {global_batch} "
                          f"(per_device_batch_size {cfg.per_device_batch_size} x {acc.num_processes} processes)")
-    sampler = _EpochSampler(len(rows), cfg.seed)
+    sampler = EpochSampler(len(rows), cfg.seed)
     loader = torch.utils.data.DataLoader(rows, batch_size=global_batch, sampler=sampler, drop_last=True,
                                          collate_fn=collate, num_workers=cfg.num_workers)
     steps_per_epoch = math.ceil(len(loader) / cfg.gradient_accumulation_steps)
@@ -375,7 +196,7 @@ def train(config: TrainConfig, model: ARRCOCVisionModel, reader: ReaderHead | No
     eval_loader = None
     if eval_dataset is not None and len(eval_dataset):
         eval_loader = acc.prepare(torch.utils.data.DataLoader(
-            _Rows(eval_dataset), batch_size=global_batch, sampler=_EpochSampler(len(eval_dataset), 0, False),
+            Rows(eval_dataset), batch_size=global_batch, sampler=EpochSampler(len(eval_dataset), 0, False),
             collate_fn=collate, num_workers=cfg.num_workers))
 
     step, epoch, batch_in_epoch, history = 0, 0, 0, []
@@ -430,15 +251,15 @@ def train(config: TrainConfig, model: ARRCOCVisionModel, reader: ReaderHead | No
         for batch in it:
             micro = epoch * len(loader) + batch_in_epoch
             batch_in_epoch += 1
-            g = torch.Generator().manual_seed(_seed(cfg.seed, 13, micro))
+            g = torch.Generator().manual_seed(mix_seed(cfg.seed, 13, micro))
             policy = policies[int(torch.multinomial(weights, 1, generator=g))]
             used_policies.append(policy)
             status_counts += torch.bincount(batch["status"].cpu(), minlength=len(SKIP_REASONS) + 1)
             n = batch["pixel_values"].shape[0]
             counts = acc.reduce(torch.tensor([n, int(batch["has_target"].sum())], device=acc.device), "sum")
             m = acc.unwrap_model(joint).model
-            alloc, bud = _forced_allocation(policy, m, batch["index"], region_budget, cfg.seed, epoch, acc.device)
-            thompson = torch.Generator(device=acc.device).manual_seed(_seed(cfg.seed, 7, micro, acc.process_index))
+            alloc, bud = forced_allocation(policy, m, batch["index"], region_budget, cfg.seed, epoch, acc.device)
+            thompson = torch.Generator(device=acc.device).manual_seed(mix_seed(cfg.seed, 7, micro, acc.process_index))
             with acc.accumulate(joint):
                 out = joint({k: v.to(acc.device) if isinstance(v, Tensor) else v for k, v in batch.items()},
                             alloc, bud if bud is not None else budget, thompson, cfg.deterministic, want_relevance)
@@ -481,7 +302,7 @@ def train(config: TrainConfig, model: ARRCOCVisionModel, reader: ReaderHead | No
             if any(bool(cb(rec)) for cb in callbacks):
                 stopped = step < total
             if eval_loader is not None and cfg.eval_every and step % cfg.eval_every == 0 and step < total:
-                ev, _ = _evaluate(joint, eval_loader, acc, cfg, budget, region_budget)
+                ev, _ = evaluate(joint, eval_loader, acc, cfg, budget, region_budget)
                 history.append({"step": step, "eval": ev})
                 set_modes(True)
             if (cfg.save_every and step % cfg.save_every == 0) or stopped or step == total:
@@ -493,7 +314,7 @@ def train(config: TrainConfig, model: ARRCOCVisionModel, reader: ReaderHead | No
     bar.close()
     metrics, eval_report = dict(history[-1]) if history else {}, None
     if eval_loader is not None:
-        metrics, eval_report = _evaluate(joint, eval_loader, acc, cfg, budget, region_budget)
+        metrics, eval_report = evaluate(joint, eval_loader, acc, cfg, budget, region_budget)
         history.append({"step": step, "eval": metrics})
         if main:
             logger.info("eval: accuracy %.4f over %d rows used (%.4f over all %d rows read), %.1f tokens/image",
@@ -508,40 +329,9 @@ def train(config: TrainConfig, model: ARRCOCVisionModel, reader: ReaderHead | No
                        "eval_report": None if eval_report is None else eval_report.as_dict()}, f, indent=1, default=str)
     report.examples = dict(getattr(collate, "messages", {}))
     acc.wait_for_everyone()
+    trained = acc.unwrap_model(joint)
+    trained.eval()
     acc.free_memory()
-    return TrainResult(metrics, history, ckpt, report, eval_report, list(answers), stopped)
+    return TrainResult(metrics, history, ckpt, report, eval_report, list(answers), stopped, trained.reader)
 
 
-@torch.no_grad()
-def _evaluate(joint, loader, acc, cfg: TrainConfig, budget, region_budget) -> tuple[dict, DataReport]:
-    """Accuracy of the reader under cfg.eval_policy (ARR-COC: posterior mean) on an eval loader."""
-    joint.eval()
-    statuses, corrects, tokens = [], [], []
-    for i, batch in enumerate(loader):
-        m = acc.unwrap_model(joint).model
-        st = batch["status"].to(acc.device)
-        ok = st == 0
-        correct = torch.zeros(st.shape[0], dtype=torch.long, device=acc.device)
-        tok = torch.zeros(st.shape[0], dtype=torch.long, device=acc.device)
-        if int(ok.sum()):
-            alloc, bud = _forced_allocation(cfg.eval_policy, m, batch["index"], region_budget, cfg.seed, -1, acc.device)
-            b = {k: v.to(acc.device) if isinstance(v, Tensor) else v for k, v in batch.items()}
-            kw = {} if alloc is None else {"allocation": alloc}
-            out = m(b["pixel_values"], queries=b["queries"], budget=bud if bud is not None else budget,
-                    deterministic=True, **kw)
-            ids, qm = m.tokenize_queries(b["queries"], device=acc.device)
-            logits = acc.unwrap_model(joint).reader(out.last_hidden_state, out.attention_mask, out.token_region, ids, qm)
-            correct[ok] = (logits.argmax(-1) == b["labels"]).long()
-            tok[ok] = out.tokens_per_image.long()
-        s, c, t = acc.gather_for_metrics((st, correct, tok))
-        statuses.append(s.cpu())
-        corrects.append(c.cpu())
-        tokens.append(t.cpu())
-    st, co, tk = torch.cat(statuses), torch.cat(corrects), torch.cat(tokens)
-    rep = DataReport()
-    rep.add_status(st)
-    used = max(rep.used, 1)
-    metrics = {"accuracy": float(co.sum()) / used, "accuracy_all_rows": float(co.sum()) / max(rep.rows, 1),
-               "tokens_per_image": float(tk.sum()) / used, "rows": rep.rows, "used": rep.used,
-               "policy": cfg.eval_policy, "skipped": dict(rep.skipped)}
-    return metrics, rep

@@ -8,7 +8,6 @@ import io
 
 import numpy as np
 import pytest
-import torch
 
 from arrcoc.modeling import ARRCOCVisionConfig, ARRCOCVisionModel
 

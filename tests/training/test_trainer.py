@@ -201,6 +201,7 @@ def test_decoding_image_column_and_plain_lists(tmp_path):
     decoding = datasets.Dataset.from_dict(rows, features=feats)
     res = train(_cfg(tmp_path / "a", num_steps=1), tiny_model(), None, decoding)
     assert res.data_report.skipped["unreadable_image"] == 1 and res.data_report.used == 7
+    assert isinstance(res.reader, ReaderHead) and not res.reader.training
     plain = [dict(zip(rows, v)) for v in zip(*rows.values())]
     res = train(_cfg(tmp_path / "b", num_steps=1), tiny_model(), None, plain)
     assert res.data_report.rows == 8 and res.answers == build_answer_vocab([r["answer"] for r in plain])
@@ -209,7 +210,7 @@ def test_decoding_image_column_and_plain_lists(tmp_path):
 def test_bf16_on_a_cpu_without_it_falls_back_with_a_warning(caplog):
     from pathlib import Path
 
-    from arrcoc.training.trainer import _check_mixed_precision
+    from arrcoc.training._loop import check_mixed_precision as _check_mixed_precision
     flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
     native = "avx512_bf16" in flags or "amx_bf16" in flags
     with caplog.at_level("WARNING", logger="arrcoc.training"):

@@ -130,10 +130,11 @@ class ARRCOCVisionModel(ARRCOCPreTrainedModel):
                                                required=config.concept is True)
             self.allocator = RelevanceAllocator(rel, feature_dim=dim, query_dim=self.query_encoder.dim,
                                                 concept=concept)
-            # the glimpse's side: 16 for ConSE (see the config), else the thumbnail's own pass; with
-            # no thumbnail (global_tokens=0) an 8 x 8 token pass, at least one token per region
+            # the glimpse's side: 16 for ConSE (see the config), else the thumbnail's own pass when it
+            # has at least one token per region; with no thumbnail (global_tokens=0) an 8 x 8 pass
+            gs = config.global_side
             self.glimpse_side = config.glimpse_side or (
-                16 if concept is not None else (config.global_side or max(8, config.grid)))
+                16 if concept is not None else (max(gs, config.grid) if gs else max(8, config.grid)))
             self.region_embed = nn.Embedding(config.num_regions + 1, dim) if config.region_embeddings else None
             mean = config.image_mean or list(self.backbone.image_mean)
             std = config.image_std or list(self.backbone.image_std)

@@ -28,11 +28,13 @@ import torch.nn.functional as F
 
 from .easyvqa_scenes import ANSWERS, EasyVQAScenesConfig, build_scenes
 from .policies import POLICIES, allocate_policy
-from .token_cache import benchmark_config, encode, take_output
+from .token_cache import benchmark_config, calibrate_supervised, encode, rescore, score_questions, take_output
 
 __all__ = ["RunConfig", "run", "summarise", "tokens_to_reach", "bootstrap_interval", "plot", "main"]
 
 _MIX_POLICY = {"full": "full", "random": "random", "uniform": "uniform", "arrcoc": "arrcoc_thompson"}
+# ARR-COC with its channel calibration fitted to the train split's target regions (``calibration``)
+CALIBRATED = {"arrcoc_cal_thompson": "arrcoc_thompson", "arrcoc_cal_mean": "arrcoc_mean"}
 
 
 @dataclass(frozen=True)
@@ -44,27 +46,33 @@ class RunConfig:
         the issue's 10, 15, 25, 50, 100 %.
     seeds: 3 reader trainings (initialisation, batch order, training allocations) and policy draws.
     epochs: passes over the train split; 8 (validation accuracy levels off by then at these sizes).
-    batch_size: 32 questions per step, the reader's throughput sweet spot on 2 cores.
-    learning_rate: AdamW on the reader, 1e-3 with cosine decay (a 128-wide transformer).
+    batch_size: 8 questions per step: a few hundred train questions give only a few dozen steps
+        per epoch, and the fresh reader needs updates more than it needs large batches.
+    learning_rate: AdamW on the reader, 2e-3 with cosine decay (a 64-wide transformer).
     allocation_mix: training allocation policy weights (full, random, uniform, ARR-COC); the budgets
         of the budgeted ones are drawn from budget_fractions below 1.
     reader_dim, reader_layers: the ``ReaderHead``'s width and depth; 64 x 2 (a cross-talk layer and a
         readout layer; 128 wide costs 3x the CPU time and did not fit the budget).
     bootstrap: resamples of the test questions for the 95 % intervals.
     threads: torch threads (the machine's 2 cores).
+    calibration: "supervised" also scores ARR-COC with its channel calibration fitted to the train
+        split's target regions (``token_cache.calibrate_supervised``: ``fit_supervised``, closed
+        form), as the policies arrcoc_cal_*; the training mix's ARR-COC allocations then use it.
+        "zero_shot": the pretrained default's calibration only.
     """
 
     scenes: EasyVQAScenesConfig = field(default_factory=EasyVQAScenesConfig)
     budget_fractions: tuple = (0.10, 0.15, 0.25, 0.50, 1.0)
     seeds: tuple = (0, 1, 2)
     epochs: int = 8
-    batch_size: int = 32
-    learning_rate: float = 1e-3
+    batch_size: int = 8
+    learning_rate: float = 2e-3
     allocation_mix: dict = field(default_factory=lambda: {"full": 1.0, "random": 1.0, "uniform": 1.0, "arrcoc": 1.0})
     reader_dim: int = 64
     reader_layers: int = 2
     bootstrap: int = 1000
     threads: int = 2
+    calibration: str = "supervised"
 
     def __post_init__(self):
         from arrcoc._checks import check_int
@@ -91,6 +99,19 @@ class RunConfig:
             check_real(w, f"allocation_mix[{k!r}]", low=0.0)
         if sum(self.allocation_mix.values()) <= 0:
             raise ValueError("allocation_mix weights must not all be 0")
+        if self.calibration not in ("zero_shot", "supervised"):
+            raise ValueError(f"calibration must be 'zero_shot' or 'supervised', got {self.calibration!r}")
+
+
+class _Split:
+    """A split's token cache, plus its calibrated twin (same tokens, the posteriors under the
+    supervised calibration) and whether the training mix's ARR-COC uses that one."""
+
+    def __init__(self, cache, calibrated=None, train_calibrated=False):
+        self.cache, self.calibrated, self.train_calibrated = cache, calibrated, train_calibrated
+
+    def __getattr__(self, name):
+        return getattr(self.cache, name)
 
 
 def _labels(scenes) -> torch.Tensor:
@@ -102,7 +123,12 @@ def _budgets(cache, fractions) -> list[int]:
 
 
 def _allocate(policy, model, cache, idx, budget, gen):
-    out = take_output(cache.relevance, idx)
+    rel = cache.relevance
+    if policy in CALIBRATED:
+        policy, rel = CALIBRATED[policy], cache.calibrated.relevance
+    elif policy == "arrcoc_thompson" and cache.train_calibrated:  # the training mix's ARR-COC
+        rel = cache.calibrated.relevance
+    out = take_output(rel, idx)
     feats = cache.region_features[cache.scene_of[idx]]  # (B, R, D)
     if policy == "full":
         budget = cache.full_tokens
@@ -163,7 +189,7 @@ def _train_reader(model, train, val, run: RunConfig, seed: int, log=print):
             loss.backward()
             opt.step()
             sched.step()
-            loss_sum += float(loss) * len(idx)
+            loss_sum += float(loss.detach()) * len(idx)
         acc = _accuracy_under_mix(model, reader, vcache, vlabels, run, budgets, torch.Generator().manual_seed(seed + 1))
         history.append({"epoch": epoch, "loss": loss_sum / len(labels), "val_accuracy_mix": acc, "s": time.time() - t0})
         log(f"seed {seed} epoch {epoch}: loss {loss_sum / len(labels):.3f}, validation accuracy (mix) {acc:.3f}, "
@@ -179,7 +205,7 @@ def _score(model, reader, cache, labels, run, seed):
     out = {}
     budgets = _budgets(cache, run.budget_fractions)
     with torch.no_grad():
-        for policy in POLICIES:
+        for policy in _policies(cache):
             for budget in ([cache.full_tokens] if policy in ("full", "global_only") else budgets):
                 gen = torch.Generator().manual_seed(seed * 1000 + budget)
                 hits, tokens = [], []
@@ -190,6 +216,10 @@ def _score(model, reader, cache, labels, run, seed):
                     tokens.append(cache.global_tokens.shape[1] + alloc.sum(-1))
                 out[(policy, budget)] = (torch.cat(hits).numpy(), torch.cat(tokens).float().numpy())
     return out
+
+
+def _policies(cache):
+    return POLICIES + (tuple(CALIBRATED) if cache.calibrated is not None else ())
 
 
 def bootstrap_interval(hits: np.ndarray, resamples: int, seed: int = 0) -> tuple[float, float]:
@@ -228,7 +258,8 @@ def summarise(per_seed: list, run: RunConfig, full_tokens: int) -> dict:
                      "tokens_mean": float(toks.mean()), "questions": int(hits.shape[1])})
     full = next(r for r in rows if r["policy"] == "full")["accuracy"]
     reach = {}
-    for p in POLICIES:
+    names = list(dict.fromkeys(r["policy"] for r in rows))
+    for p in names:
         pts = [r for r in rows if r["policy"] == p]
         reach[p] = tokens_to_reach([r["tokens_mean"] for r in pts], [r["accuracy"] for r in pts], 0.95 * full)
     return {"rows": rows, "full_detail_accuracy": full, "tokens_to_95pct_of_full": reach}
@@ -241,7 +272,7 @@ def plot(summary: dict, path: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    for p in POLICIES:
+    for p in dict.fromkeys(r["policy"] for r in summary["rows"]):
         pts = sorted((r for r in summary["rows"] if r["policy"] == p), key=lambda r: r["tokens_mean"])
         x = [r["tokens_mean"] for r in pts]
         y = [r["accuracy"] for r in pts]
@@ -273,6 +304,7 @@ def run(config: RunConfig | None = None, log=print, cache_dir: str | None = None
     cache_dir: keep each split's encoded tokens there (a rerun with the same scenes and encoder
     reuses them); None encodes afresh."""
     from arrcoc.modeling import ARRCOCVisionModel
+    from arrcoc.relevance.config import CHANNELS
 
     config = config or RunConfig()
     torch.set_num_threads(config.threads)
@@ -281,7 +313,7 @@ def run(config: RunConfig | None = None, log=print, cache_dir: str | None = None
     model = ARRCOCVisionModel(benchmark_config()).eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    splits = {}
+    splits, targets = {}, {}
     for split in ("train", "validation", "test"):
         scenes = build_scenes(config.scenes, (split,))
         t1 = time.time()
@@ -294,10 +326,23 @@ def run(config: RunConfig | None = None, log=print, cache_dir: str | None = None
             if key is not None:
                 os.makedirs(cache_dir, exist_ok=True)
                 torch.save(cache, key)
-        splits[split] = (cache, _labels(scenes))
+        if cache.evidence is None:  # a cache from before the evidence was kept: the allocator's part again
+            cache = score_questions(model, cache, scenes)
+        splits[split] = (_Split(cache), _labels(scenes))
+        targets[split] = [q[2] for sc in scenes for q in sc.questions]
         times[f"encode_{split}_s"] = time.time() - t1
         log(f"{split}: {len(scenes)} scenes, {len(splits[split][1])} questions, encoded in {time.time() - t1:.0f} s")
     times["build_and_encode_s"] = time.time() - t
+    calibration = None
+    if config.calibration == "supervised":  # fitted on the train split's target regions only
+        res = calibrate_supervised(model, splits["train"][0].cache, targets["train"])
+        calibration = {"slope": res.slope.tolist(), "offset": res.offset.tolist(),
+                       "precision": res.precision.tolist(), "mu_global": res.mu_global, "tau": res.tau,
+                       "sigma": res.sigma}
+        for split, (sp, _) in splits.items():
+            sp.calibrated, sp.train_calibrated = rescore(model, sp.cache), True
+        log("supervised calibration (train split), slopes: " + ", ".join(
+            f"{c} {a:.2f}" for c, a in zip(CHANNELS, res.slope.tolist())))
     per_seed, histories = [], {}
     for seed in config.seeds:
         t = time.time()
@@ -308,7 +353,7 @@ def run(config: RunConfig | None = None, log=print, cache_dir: str | None = None
         times[f"score_seed{seed}_s"] = time.time() - t
     summary = summarise(per_seed, config, splits["test"][0].full_tokens)
     cfg = asdict(config)
-    return {"summary": summary, "timings_s": times, "training": histories, "config": cfg,
+    return {"summary": summary, "timings_s": times, "training": histories, "config": cfg, "calibration": calibration,
             "encoder": {k: v for k, v in benchmark_config().to_dict().items()
                         if k in ("levels", "global_tokens", "glimpse_side", "grid", "image_size")},
             "questions": {s: int(len(splits[s][1])) for s in splits}, "denominator": "every test question"}
@@ -316,7 +361,8 @@ def run(config: RunConfig | None = None, log=print, cache_dir: str | None = None
 
 def _table(summary: dict) -> str:
     lines = ["| policy | budget (tokens) | tokens used | accuracy | 95 % CI |", "| --- | ---: | ---: | ---: | --- |"]
-    for r in sorted(summary["rows"], key=lambda r: (POLICIES.index(r["policy"]), r["budget"])):
+    order = list(dict.fromkeys(r["policy"] for r in summary["rows"]))
+    for r in sorted(summary["rows"], key=lambda r: (order.index(r["policy"]), r["budget"])):
         lines.append(f"| {r['policy']} | {r['budget']} | {r['tokens_mean']:.0f} | {r['accuracy']:.3f} | "
                      f"{r['ci95'][0]:.3f}-{r['ci95'][1]:.3f} |")
     return "\n".join(lines)
@@ -331,6 +377,9 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reader-dim", type=int, default=64)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--learning-rate", type=float, default=2e-3)
+    ap.add_argument("--calibration", choices=("supervised", "zero_shot"), default="supervised")
     ap.add_argument("--cache-dir", default=None, help="keep / reuse the encoded tokens here (e.g. out/easyvqa_cache)")
     ap.add_argument("--out", default="eval/results/accuracy_per_token.json")
     ap.add_argument("--png", default="eval/results/accuracy_per_token.png")
@@ -338,7 +387,9 @@ def main(argv=None) -> int:
     try:
         cfg = RunConfig(scenes=EasyVQAScenesConfig(num_train=a.train_scenes, num_validation=a.validation_scenes,
                                                    num_test=a.test_scenes),
-                        epochs=a.epochs, seeds=tuple(a.seeds), threads=a.threads, reader_dim=a.reader_dim)
+                        epochs=a.epochs, seeds=tuple(a.seeds), threads=a.threads, reader_dim=a.reader_dim,
+                        calibration=a.calibration, batch_size=a.batch_size,
+                        learning_rate=a.learning_rate)
     except (TypeError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

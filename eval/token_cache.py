@@ -19,7 +19,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-__all__ = ["benchmark_config", "SceneCache", "encode", "cat_outputs", "take_output"]
+__all__ = ["benchmark_config", "SceneCache", "encode", "cat_outputs", "take_output", "calibrate_supervised", "rescore",
+           "score_questions"]
 
 
 def benchmark_config(**overrides):
@@ -68,6 +69,7 @@ class SceneCache(NamedTuple):
     question_mask: Tensor      # (Q, T) bool
     height: int
     width: int
+    evidence: tuple | None = None  # (obs (Q, K, R), mask (Q, K, R), factor (Q, R, E), its channels, loc, scale)
 
     def assemble(self, model, index: Tensor, allocation: Tensor):
         """Encoder output for questions ``index`` (B,) under ``allocation`` (B, R) of levels ->
@@ -99,11 +101,61 @@ def _pixels(model, images) -> Tensor:
     return proc(list(images), return_tensors="pt")["pixel_values"]  # (B, 3, H, W)
 
 
+def _region_pixels(model, pv: Tensor, boxes: Tensor) -> Tensor:
+    """The scorers' low-resolution region crops (S, R, 3, s, s) in [0, 1], as forward makes them."""
+    from arrcoc.modeling.regions import crop_resize
+
+    S, R, sp = pv.shape[0], boxes.shape[1], model.config.scorer_pixels
+    mean = torch.tensor(model.config.image_mean).view(1, 3, 1, 1)
+    std = torch.tensor(model.config.image_std).view(1, 3, 1, 1)
+    rgb = (pv * std + mean).clamp(0, 1)
+    return crop_resize(rgb, torch.arange(S).repeat_interleave(R), boxes.reshape(-1, 4), sp).reshape(S, R, 3, sp, sp)
+
+
+def _score_questions(model, rf: Tensor, pix: Tensor, texts, dtype):
+    """The allocator on one scene's glimpse features rf (R, D) and crops pix (R, 3, s, s) for each
+    question: (RelevanceOutput, scorer evidence (obs, mask, factor, channels, loc, scale))."""
+    n = len(texts)
+    ids, am = model.tokenize_queries(texts)
+    q_emb = model.query_encoder(ids, am)  # (n, T, Dq)
+    question = model.question_batch(texts, rf.device, dtype)
+    kw = dict(region_pixels=pix[None].expand(n, -1, -1, -1, -1), query_embeds=q_emb, query_mask=am.bool(),
+              question=question)
+    feats = rf[None].expand(n, -1, -1)  # (n, R, D)
+    out = model.allocator(feats, deterministic=True, **kw)
+    _, obs, msk, (fac, chans), loc, scale = model.allocator.score(feats, **kw)
+    return out, (obs, msk, fac, chans, loc, scale)
+
+
+def _join_evidence(evid):
+    cat = [torch.cat([e[i] for e in evid]) for i in (0, 1, 2)]
+    return (*cat, evid[0][3], torch.cat([e[4] for e in evid]), torch.cat([e[5] for e in evid]))
+
+
+@torch.no_grad()
+def score_questions(model, cache: SceneCache, scenes) -> SceneCache:
+    """``cache`` with its questions' allocator outputs and scorer evidence recomputed from the
+    scenes' images and the cached glimpse features (no backbone pass: the allocator's part only)."""
+    from arrcoc.modeling.regions import grid_boxes
+
+    outs, evid = [], []
+    for i, sc in enumerate(scenes):
+        texts = [q[0] for q in sc.questions]
+        if not texts:
+            continue
+        pv = _pixels(model, [sc.image])
+        pix = _region_pixels(model, pv, grid_boxes(pv.shape[2], pv.shape[3], model.config.grid, 1))
+        out, ev = _score_questions(model, cache.region_features[i], pix[0], texts, pv.dtype)
+        outs.append(out)
+        evid.append(ev)
+    return cache._replace(relevance=cat_outputs(outs), evidence=_join_evidence(evid))
+
+
 @torch.no_grad()
 def encode(model, scenes, batch_size: int = 4, progress=None) -> SceneCache:
     """Encode ``scenes`` (``easyvqa_scenes.EasyVQAScene``s: image + questions) with ``model``: the
     glimpse and every level of every region once per scene, the allocator once per question."""
-    from arrcoc.modeling.regions import crop_resize, grid_boxes
+    from arrcoc.modeling.regions import grid_boxes
 
     from arrcoc._checks import check_int
 
@@ -114,9 +166,7 @@ def encode(model, scenes, batch_size: int = 4, progress=None) -> SceneCache:
     model.eval()
     levels = list(model.config.levels[1:])
     glob, feats, regs, outs, scene_of, qtexts = [], {lv: [] for lv in levels}, [], [], [], []
-    mean = torch.tensor(model.config.image_mean).view(1, 3, 1, 1)
-    std = torch.tensor(model.config.image_std).view(1, 3, 1, 1)
-    sp = model.config.scorer_pixels
+    evid = []
     for start in range(0, len(scenes), batch_size):
         chunk = scenes[start:start + batch_size]
         pv = _pixels(model, [sc.image for sc in chunk])  # (S, 3, H, W) normalised for the backbone
@@ -130,26 +180,58 @@ def encode(model, scenes, batch_size: int = 4, progress=None) -> SceneCache:
         for lv in levels:
             enc = model.encode_regions(pv, boxes, torch.full((S, R), lv), every)  # {(s, r): (lv, D)}
             feats[lv].append(torch.stack([torch.stack([enc[(s, r)] for r in range(R)]) for s in range(S)]).half())
-        rgb = (pv * std + mean).clamp(0, 1)
-        pix = crop_resize(rgb, torch.arange(S).repeat_interleave(R), boxes.reshape(-1, 4), sp).reshape(S, R, 3, sp, sp)
+        pix = _region_pixels(model, pv, boxes)  # (S, R, 3, s, s)
         for s, sc in enumerate(chunk):  # the allocator per question, as forward runs it
             texts = [q[0] for q in sc.questions]
             if not texts:
                 continue
-            n = len(texts)
-            ids, am = model.tokenize_queries(texts)
-            q_emb = model.query_encoder(ids, am)  # (n, T, Dq)
-            question = model.question_batch(texts, pv.device, pv.dtype)
-            out = model.allocator(rf[s:s + 1].expand(n, -1, -1), region_pixels=pix[s:s + 1].expand(n, -1, -1, -1, -1),
-                                  query_embeds=q_emb, query_mask=am.bool(), deterministic=True, question=question)
+            out, ev = _score_questions(model, rf[s], pix[s], texts, pv.dtype)
             outs.append(out)
-            scene_of += [start + s] * n
+            evid.append(ev)
+            scene_of += [start + s] * len(texts)
             qtexts += texts
         if progress is not None:
             progress(min(start + batch_size, len(scenes)), len(scenes))
     ids, am = model.tokenize_queries(qtexts)
+    evidence = _join_evidence(evid)
     return SceneCache(torch.cat(glob), {lv: torch.cat(v) for lv, v in feats.items()}, torch.cat(regs),
-                      torch.tensor(scene_of, dtype=torch.long), cat_outputs(outs), ids, am.bool(), H, W)
+                      torch.tensor(scene_of, dtype=torch.long), cat_outputs(outs), ids, am.bool(), H, W, evidence)
+
+
+def calibrate_supervised(model, cache: SceneCache, target_regions, peak: float | None = None):
+    """Fit the allocator's channel calibration to the target regions of ``cache``'s questions
+    (``arrcoc.relevance.fit_supervised``: per channel slope, offset and precision, and the prior),
+    apply it to ``model.allocator`` and return the ``CalibrationResult``.
+
+    The relevance logit of a question's target region is ``peak`` and 0 elsewhere; default
+    log(4 (R - 1)), so a region known to hold the answer has 80 % of the answer probability.
+    """
+    import math
+
+    from arrcoc.relevance import fit_supervised
+
+    if cache.evidence is None:
+        raise ValueError("this cache holds no scorer evidence (built by an older encode)")
+    obs, mask = cache.evidence[0], cache.evidence[1]
+    Q, _, R = obs.shape
+    if len(target_regions) != Q:
+        raise ValueError(f"target_regions must have one entry per question ({Q}), got {len(target_regions)}")
+    peak = math.log(4 * (R - 1)) if peak is None else float(peak)
+    rel = torch.zeros(Q, R, dtype=obs.dtype)
+    for q, t in enumerate(target_regions):
+        rel[q, list(t)] = peak
+    res = fit_supervised(obs.double(), mask, rel.double())
+    res.apply(model.allocator)
+    return res
+
+
+def rescore(model, cache: SceneCache) -> SceneCache:
+    """``cache`` with its questions' posteriors recomputed under the allocator's current calibration."""
+    obs, mask, fac, chans, loc, scale = cache.evidence
+    with torch.no_grad():
+        post = model.allocator.posterior_from_scores(obs, mask, (fac, chans), loc, scale)
+    rel = cache.relevance._replace(posterior=post, relevance_mean=post.mean, relevance_var=post.var)
+    return cache._replace(relevance=rel)
 
 
 def take_output(output, index: Tensor):

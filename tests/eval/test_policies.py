@@ -161,3 +161,25 @@ def test_bad_policy_arguments(encoded):
         allocate_policy("uniform", model.allocator, out, 2)
     with pytest.raises(ValueError, match="budget"):
         allocate_policy("global_only", model.allocator, out, 2)
+
+
+def test_rescoring_and_supervised_calibration(encoded):
+    from eval.token_cache import calibrate_supervised, rescore, score_questions
+
+    model, scenes, cache = encoded
+    again = score_questions(model, cache, scenes)  # the allocator's part from the images, no backbone pass
+    assert torch.allclose(again.relevance.relevance_mean, cache.relevance.relevance_mean, atol=1e-5)
+    assert torch.allclose(rescore(model, cache).relevance.relevance_mean, cache.relevance.relevance_mean, atol=1e-5)
+    state = {k: v.clone() for k, v in model.allocator.state_dict().items()}
+    try:
+        targets = [q[2] for sc in scenes for q in sc.questions]
+        res = calibrate_supervised(model, cache, targets)
+        assert torch.allclose(model.allocator.slope.detach().double(), res.slope.double())
+        cal = rescore(model, cache).relevance.relevance_mean  # (Q, R)
+        before = cache.relevance.relevance_mean
+        rank = lambda m: sum(int((m[j] > m[j, t[0]]).sum()) for j, t in enumerate(targets))  # noqa: E731
+        assert rank(cal) <= rank(before)  # fitted on these very questions: the targets rank no worse
+        with pytest.raises(ValueError, match="target_regions"):
+            calibrate_supervised(model, cache, targets[:-1])
+    finally:
+        model.allocator.load_state_dict(state)

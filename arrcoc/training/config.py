@@ -87,7 +87,8 @@ class TrainConfig:
     eval_policy: allocation policy of evaluation (posterior mean for "arrcoc"); "arrcoc".
     num_workers: DataLoader worker processes; 0 (image decoding of small images is cheap, and
         workers multiply memory).
-    cpu: run on the CPU even where a GPU is present (``accelerate launch --cpu`` does the same).
+    cpu: run on the CPU even where a GPU is present (without a GPU every run is a CPU run, and
+        processes started by ``accelerate launch --multi_gpu`` join one gloo group).
     progress: a tqdm bar on the main process.
     """
 

@@ -101,8 +101,9 @@ def train(config: TrainConfig, model: ARRCOCVisionModel, reader: ReaderHead | No
     ``ReaderConfig.for_encoder(model, len(answers))``). train_dataset / eval_dataset: data sets of
     rows with image, question, answer[, target] (``load_vqa_dataset``). collate: rows -> batch
     (default ``VQACollator`` with the encoder's processor). callbacks: callables given each step's
-    record (a dict) on every process; one returning True stops the run after that step (a
-    checkpoint is saved, and ``resume_from`` continues it). Returns a ``TrainResult``.
+    record (a dict) on every process; one returning True (on any process) stops the run after that
+    step on all of them (a checkpoint is saved, and ``resume_from`` continues it). Returns a
+    ``TrainResult``.
     """
     from accelerate import Accelerator
     from accelerate.utils import DataLoaderConfiguration, set_seed
@@ -152,11 +153,19 @@ def train(config: TrainConfig, model: ARRCOCVisionModel, reader: ReaderHead | No
         collate = VQACollator(ARRCOCImageProcessor.from_model_config(model.config), answers)
 
     # accelerator ---------------------------------------------------------------------------------------
-    use_cpu = cfg.cpu or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
+    # without a GPU the run is a CPU run: accelerate sets up gloo across launched processes only when
+    # told cpu=True (else each process would silently train alone)
+    use_cpu = cfg.cpu or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes") \
+        or not torch.cuda.is_available()
     mp = check_mixed_precision(cfg, use_cpu)
     acc = Accelerator(gradient_accumulation_steps=cfg.gradient_accumulation_steps, mixed_precision=mp,
                       cpu=use_cpu, dataloader_config=DataLoaderConfiguration(split_batches=True),
                       step_scheduler_with_optimizer=False)
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if world > 1 and acc.num_processes != world:
+        raise RuntimeError(f"launched as {world} processes but the Accelerator sees {acc.num_processes}: the "
+                           "distributed state was set up before train() (e.g. accelerate.PartialState() without "
+                           "cpu=True on a CPU); let train() create it first")
     set_seed(cfg.seed)
     main = acc.is_main_process
     has_targets = "target" in getattr(train_dataset, "column_names", ()) or bool(
@@ -299,7 +308,10 @@ def train(config: TrainConfig, model: ARRCOCVisionModel, reader: ReaderHead | No
                 bar.set_postfix(loss=f"{rec['loss']:.4f}", acc=f"{rec['accuracy']:.3f}", tok=f"{rec['tokens_per_image']:.0f}")
                 logger.info("step %d/%d loss %.4f accuracy %.3f tokens/image %.1f", step, total, rec["loss"],
                             rec["accuracy"], rec["tokens_per_image"])
-            if any(bool(cb(rec)) for cb in callbacks):
+            asked = any([bool(cb(rec)) for cb in callbacks])  # every callback sees every record
+            if callbacks and acc.num_processes > 1:  # a stop asked on one process stops them all
+                asked = bool(acc.reduce(torch.tensor([int(asked)], device=acc.device), "sum").item())
+            if asked:
                 stopped = step < total
             if eval_loader is not None and cfg.eval_every and step % cfg.eval_every == 0 and step < total:
                 ev, _ = evaluate(joint, eval_loader, acc, cfg, budget, region_budget)

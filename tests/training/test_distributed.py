@@ -25,12 +25,13 @@ def test_two_processes_reproduce_one(tmp_path):
     pytest.importorskip("accelerate")
     st = pytest.importorskip("safetensors.torch")
     two = tmp_path / "two"
-    # --multi_gpu selects accelerate's torchrun launcher; on a CPU (ACCELERATE_USE_CPU) it runs gloo
+    # --multi_gpu selects accelerate's torchrun launcher (its --cpu launcher starts one process without MPI)
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
            "--main_process_ip", "127.0.0.1", "--main_process_port", str(_free_port()),
            str(ROOT / "tests" / "training" / "launch_run.py"), str(two), "4", "4"]
-    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "",
+    # no ACCELERATE_USE_CPU: with no visible GPU, train() sets up the gloo group itself
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "",
            "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen(cmd, cwd=str(tmp_path), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)

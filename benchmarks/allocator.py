@@ -10,20 +10,26 @@ Medians over repeats, torch.no_grad, CPU unless --device says otherwise.
     .venv/bin/python benchmarks/allocator.py [--repeats 10] [--vit-repeats 3] [--device cpu] [--threads 1 2]
                                              [--contention]
 
---contention runs a competing busy process (one core) during the measurements, as on a server
-host running several instances, and also times the allocator inside
-``arrcoc.serving.limit_threads(1)`` -- the thread setting the serving stages use for it
-(``ServingConfig.allocator_threads``) -- next to torch's thread count.
+--contention [N] runs N competing busy processes (numpy matmuls, one BLAS thread each; default:
+one per core the measurement leaves to others, at least one: ``benchmarks/contention.py``) during
+the measurements, as on a server host running several instances, and also times the allocator
+inside ``arrcoc.serving.limit_threads(1)`` -- the thread setting the serving stages use for it
+(``ServingConfig.allocator_threads``) -- next to torch's thread count. The ViT-B/16 peer runs at
+torch's thread count under the same load.
 """
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
+import contextlib
 import os
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import arrcoc.backbones  # noqa: F401  (torchvision fix before transformers loads ViT)
 
@@ -60,31 +66,25 @@ def main(argv=None) -> dict:
     ap.add_argument("--regions", type=int, nargs="+", default=[16, 64])
     ap.add_argument("--threads", type=int, nargs="+", default=None,
                     help="torch CPU thread counts to measure, each a separate comparison (default: 1 and torch's default)")
-    ap.add_argument("--contention", action="store_true",
-                    help="a competing busy process during the run; also time the allocator at the serving thread setting")
+    ap.add_argument("--contention", type=int, nargs="?", const=-1, default=None, metavar="N",
+                    help="N competing busy processes during the run (default: one per core left to others); "
+                         "also time the allocator at the serving thread setting")
     args = ap.parse_args(argv)
     threads = args.threads or sorted({1, torch.get_num_threads()})
-    stop = mp.Event()
-    busy = mp.Process(target=_busy, args=(stop,), daemon=True) if args.contention else None
-    if busy is not None:
-        busy.start()
-        print("competing load: one busy process")
+    from benchmarks.contention import competing_load, default_count
+
     results = {}
-    try:
-        for n in threads:
-            torch.set_num_threads(n)
+    for n in threads:
+        torch.set_num_threads(n)
+        busy = None if args.contention is None else (default_count(n) if args.contention < 0 else args.contention)
+        with (competing_load(busy) if busy else contextlib.nullcontext()) as load:
+            if busy:
+                print(f"competing load: {busy} busy numpy-matmul process(es) on {os.cpu_count()} CPUs "
+                      "(this machine is also shared with other work: see the load average)")
             results[n] = _run(args)
-    finally:
-        if busy is not None:
-            stop.set()
-            busy.join(5)
+            if busy:
+                results[n]["busy_iterations"] = load.iterations()
     return results
-
-
-def _busy(stop):
-    x = 0
-    while not stop.is_set():
-        x += 1
 
 
 def _serving_threads():
@@ -139,7 +139,7 @@ def _run(args) -> dict:
         pct = 100 * t_all / t_vit
         results[R] = dict(total_s=t_all, percent=pct, score_s=t_score, posterior_s=t_post, dp_s=t_dp,
                           greedy_s=t_greedy)
-        if args.contention:
+        if args.contention is not None:
             def served():
                 with _serving_threads():
                     return model(feats, generator=g, **kw)

@@ -7,16 +7,20 @@ pretrained EfficientNet-Lite0 + MiniLM default), starts tritonserver from the si
 one malformed request of each kind mixed in after every ``--bad-every`` valid ones: wrong shape,
 wrong dtype, empty question, corrupt image bytes, a budget below the smallest level. Prints
 throughput, p50 / p99 latency of the valid requests, failures (must be 0), and for each malformed
-kind whether every one got an error naming the problem. ``--contention`` runs a busy process on
-one core throughout.
+kind whether every one got an error naming the problem, and each stage's share of the server's
+compute time (Triton's ``nv_inference_compute_infer_duration_us``). ``--contention [N]`` runs N
+busy numpy-matmul processes throughout (default: one per core the server's stages leave free, at
+least one; ``benchmarks/contention.py``).
 
-    .venv/bin/python benchmarks/triton_load.py [--model tiny] [--clients 8] [--requests 50] [--contention]
+    .venv/bin/python benchmarks/triton_load.py [--model tiny] [--clients 8] [--requests 50] [--contention [N]]
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
-import multiprocessing as mp
+import os
+import re
 import statistics
 import sys
 import tempfile
@@ -37,10 +41,15 @@ BAD_KINDS = {  # kind -> text the error must contain
 QUESTIONS = ["what does the sign say?", "where is the red car?", "what colour is the sky?", "who is on the left?"]
 
 
-def _busy(stop):
-    x = 0
-    while not stop.is_set():
-        x += 1
+def _compute_us(metrics_url: str) -> dict:
+    """Cumulative compute time (microseconds) of each model, from the server's metrics."""
+    import urllib.request
+
+    text = urllib.request.urlopen(metrics_url, timeout=10).read().decode()
+    out = {}
+    for m in re.finditer(r'^nv_inference_compute_infer_duration_us\{model="([^"]+)",version="[^"]*"\} (\S+)$', text, re.M):
+        out[m.group(1)] = out.get(m.group(1), 0.0) + float(m.group(2))
+    return out
 
 
 def _images(n: int) -> list[bytes]:
@@ -118,7 +127,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--bad-every", type=int, default=10, help="a malformed request after every N valid ones (0: none)")
     ap.add_argument("--budget", type=int, default=None, help="default: the model's config.budget")
     ap.add_argument("--no-cache", action="store_true", help="export without the relevance cache")
-    ap.add_argument("--contention", action="store_true", help="a busy process on one core throughout")
+    ap.add_argument("--contention", type=int, nargs="?", const=-1, default=None, metavar="N",
+                    help="N busy numpy-matmul processes throughout (default: one per core the stages leave free)")
     args = ap.parse_args(argv)
 
     from arrcoc.modeling import ARRCOCImageProcessor, load_default_model
@@ -135,14 +145,19 @@ def main(argv=None) -> dict:
     repo = export_triton(Path(tempfile.mkdtemp(prefix="arrcoc-load-")) / "repo", model, processor,
                          config=ExportConfig(cache=None) if args.no_cache else None)
     images = _images(16)
-    stop = mp.Event()
-    busy = mp.Process(target=_busy, args=(stop,), daemon=True) if args.contention else None
+    from benchmarks.contention import competing_load, default_count
+
+    # each stage process runs 1 torch thread (ExportConfig.torch_threads); the backbone stages are busy
+    busy = None if args.contention is None else (default_count(1) if args.contention < 0 else args.contention)
     t0 = time.perf_counter()
-    with TritonServer(repo, ensure_tritonserver()) as server:
+    with TritonServer(repo, ensure_tritonserver()) as server, \
+            (competing_load(busy) if busy else contextlib.nullcontext()) as load:
         print(f"tritonserver ready in {time.perf_counter() - t0:.1f} s ({args.model} model, HTTP {server.http_url}, "
               f"gRPC {server.grpc_url})", flush=True)
-        if busy is not None:
-            busy.start()
+        if busy:
+            print(f"competing load: {busy} busy numpy-matmul process(es) on {os.cpu_count()} CPUs; load average "
+                  f"{' '.join(f'{x:.1f}' for x in os.getloadavg())} (this machine is shared with other work)", flush=True)
+        before = _compute_us(server.metrics_url)
         lat, fails, bad_ok, lock = [], [], {}, threading.Lock()
         threads = [threading.Thread(target=_client, args=(k, server.http_url, server.grpc_url, args.requests, images,
                                                           budget, min_budget, args.bad_every, lat, fails, bad_ok, lock))
@@ -153,19 +168,23 @@ def main(argv=None) -> dict:
         for th in threads:
             th.join()
         wall = time.perf_counter() - t
-        if busy is not None:
-            stop.set()
-            busy.join(5)
+        after = _compute_us(server.metrics_url)
+        busy_iterations = load.iterations() if busy else []
     lat.sort()
+    stages = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after if k != "arrcoc"}
+    total_us = sum(stages.values()) or 1.0
     n = len(lat)
     res = {"valid": args.clients * args.requests, "answered": n, "failed": len(fails), "wall_s": wall,
            "throughput_rps": n / wall if wall else 0.0,
            "p50_s": statistics.median(lat) if lat else float("nan"),
            "p99_s": lat[min(n - 1, int(np.ceil(0.99 * n)) - 1)] if lat else float("nan"),
-           "malformed": {k: (sum(v), len(v)) for k, v in bad_ok.items()}}
+           "malformed": {k: (sum(v), len(v)) for k, v in bad_ok.items()},
+           "stage_share": {k: v / total_us for k, v in stages.items()}, "busy_processes": busy or 0,
+           "busy_iterations": busy_iterations}
     print(f"{args.clients} clients x {args.requests} valid requests (budget {budget}"
-          f"{', competing busy process' if args.contention else ''}): {n} answered, {len(fails)} failed, "
+          f"{f', {busy} competing busy process(es)' if busy else ''}): {n} answered, {len(fails)} failed, "
           f"{res['throughput_rps']:.2f} req/s, p50 {res['p50_s'] * 1e3:.0f} ms, p99 {res['p99_s'] * 1e3:.0f} ms")
+    print("  compute time by stage: " + ", ".join(f"{k} {100 * v:.1f} %" for k, v in sorted(res["stage_share"].items())))
     for kind, (good, total) in res["malformed"].items():
         print(f"  malformed ({kind}): {good}/{total} got an error naming the problem")
     for f in fails[:5]:

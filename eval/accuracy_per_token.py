@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from .easyvqa_scenes import ANSWERS, EasyVQAScenesConfig, build_scenes
 from .policies import POLICIES, allocate_policy
+from .resolvability import resolvability
 from .token_cache import benchmark_config, calibrate_supervised, encode, rescore, score_questions, take_output
 
 __all__ = ["RunConfig", "run", "summarise", "tokens_to_reach", "bootstrap_interval", "plot", "main"]
@@ -313,7 +314,7 @@ def run(config: RunConfig | None = None, log=print, cache_dir: str | None = None
     model = ARRCOCVisionModel(benchmark_config()).eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    splits, targets = {}, {}
+    splits, targets, built = {}, {}, {}
     for split in ("train", "validation", "test"):
         scenes = build_scenes(config.scenes, (split,))
         t1 = time.time()
@@ -330,9 +331,15 @@ def run(config: RunConfig | None = None, log=print, cache_dir: str | None = None
             cache = score_questions(model, cache, scenes)
         splits[split] = (_Split(cache), _labels(scenes))
         targets[split] = [q[2] for sc in scenes for q in sc.questions]
+        built[split] = scenes
         times[f"encode_{split}_s"] = time.time() - t1
         log(f"{split}: {len(scenes)} scenes, {len(splits[split][1])} questions, encoded in {time.time() - t1:.0f} s")
     times["build_and_encode_s"] = time.time() - t
+    t = time.time()  # a diagnostic of the scenes (selects nothing): is the answer only in the region tokens?
+    probe = resolvability((splits["train"][0].cache, built["train"]), (splits["test"][0].cache, built["test"]),
+                          model.config.levels[1:])
+    times["resolvability_s"] = time.time() - t
+    log(f"oracle-location probe (test accuracy per view): {json.dumps(probe)}")
     calibration = None
     if config.calibration == "supervised":  # fitted on the train split's target regions only
         res = calibrate_supervised(model, splits["train"][0].cache, targets["train"])
@@ -354,6 +361,7 @@ def run(config: RunConfig | None = None, log=print, cache_dir: str | None = None
     summary = summarise(per_seed, config, splits["test"][0].full_tokens)
     cfg = asdict(config)
     return {"summary": summary, "timings_s": times, "training": histories, "config": cfg, "calibration": calibration,
+            "resolvability_probe": probe,
             "encoder": {k: v for k, v in benchmark_config().to_dict().items()
                         if k in ("levels", "global_tokens", "glimpse_side", "grid", "image_size")},
             "questions": {s: int(len(splits[s][1])) for s in splits}, "denominator": "every test question"}

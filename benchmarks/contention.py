@@ -9,12 +9,13 @@ others: ``os.cpu_count() - threads``, at least 1.
 
     with competing_load(1) as load:
         ...measure...
-    print(load.iterations())   # matmuls done by each busy process (proves they ran)
+        print(load.iterations())   # matmuls done so far by each busy process (proves they run)
 """
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -77,3 +78,4 @@ def competing_load(n: int):
                 p.wait(5)
             except subprocess.TimeoutExpired:
                 p.kill()
+        shutil.rmtree(folder, ignore_errors=True)

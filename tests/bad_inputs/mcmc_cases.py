@@ -89,6 +89,7 @@ CASES = [
     kw("AdaptationConfig", {}, "gamma", BAD_POSITIVE),
     kw("AdaptationConfig", {}, "init_buffer", BAD_COUNT, name="init_buffer"),
     kw("CompileConfig", {}, "vectorize_min_numel", BAD_COUNT),
+    kw("CompileConfig", {}, "cpp_wrapper", BAD_BOOL),
     kw("checks.DiagnosticsConfig", {}, "max_rhat", BAD_POSITIVE),
     kw("checks.MCMCWarning", {"kind": "rhat", "message": "m"}, "kind", BAD_STR),
     kw("checks.RunDiagnostics", {"num_chains": 2, "num_draws": 4}, "num_chains", BAD_COUNT),

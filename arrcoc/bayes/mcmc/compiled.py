@@ -50,11 +50,18 @@ class CompileConfig:
         comparable to the per-call overhead.  Below it the SIMD build (several times the g++
         time: 10.7 s vs 1.8 s for eight schools' NUTS step) never pays back over a run; above it
         (diamonds: (chains, 5000) residuals, a 5000 x 24 design) the vector loops are ~10 % faster.
+    cpp_wrapper: inductor's C++ wrapper (``torch._inductor.config.cpp_wrapper``): the code that
+        allocates a graph's buffers and calls its kernels is C++ instead of Python.  Default False:
+        the wrapper's g++ build (against torch's headers) costs a cold compile ~60 s more on this
+        2-core box, while it saves ~0.1 ms per call of NUTS's step (the Python wrapper allocates and
+        aliases ~120 small buffers per leapfrog step).  Worth it when the compile cache is warm
+        (a second process: inductor's on-disk cache keeps the built wrapper) and runs are long.
     """
     mode: str | None = None
     strict: bool = False
     vectorize: bool | None = None
     vectorize_min_numel: int = 16384
+    cpp_wrapper: bool = False
 
     def __post_init__(self):
         if self.mode is not None:
@@ -66,6 +73,8 @@ class CompileConfig:
                 raise ValueError(f"mode must be None or one of {modes}, got {self.mode!r}")
         if not isinstance(self.strict, bool):
             raise TypeError(f"strict must be True or False, got {self.strict!r}")
+        if not isinstance(self.cpp_wrapper, bool):
+            raise TypeError(f"cpp_wrapper must be True or False, got {self.cpp_wrapper!r}")
         if self.vectorize is not None and not isinstance(self.vectorize, bool):
             raise TypeError(f"vectorize must be None, True or False, got {self.vectorize!r}")
         if isinstance(self.vectorize_min_numel, bool) or not isinstance(self.vectorize_min_numel, int) \
@@ -203,9 +212,13 @@ class CompiledLogDensity:
             return None
 
     def _step_callable(self, name: str, options: tuple, build: Callable, args: tuple) -> Callable:
-        layout = tuple((tuple(t.shape), t.stride(), t.dtype, t.device) for t in args)  # inductor checks none
-        key = (name, options, layout)
-        if key not in self._kernels:
+        # inductor checks no layout: the key holds every argument's (a sampler calls this at every
+        # leapfrog step, so the key is built from the cheapest accessors: Size, stride tuple, dtype, device)
+        key = (name, options, tuple((t.shape, t.stride(), t.dtype, t.device) for t in args))
+        graph = self._kernels.get(key, _MISSING)
+        if graph is not None and graph is not _MISSING:
+            return graph
+        if graph is _MISSING:
             t = time.perf_counter()
             try:
                 self._kernels[key] = compile_graph(build(functional_value_and_grad(self.fn)), args, config=self.config)
@@ -216,9 +229,9 @@ class CompiledLogDensity:
                 self._kernels[key] = None
                 warnings.warn(f"{name}: guard-free compilation failed ({failure_reason(err)}); using torch.compile",
                               RuntimeWarning, stacklevel=5)
-        graph = self._kernels[key]
-        if graph is not None:
-            return graph
+            graph = self._kernels[key]
+            if graph is not None:
+                return graph
         dynamo_key = (name, options, "torch.compile")
         if dynamo_key not in self._kernels:
             self._kernels[dynamo_key] = torch.compile(build(functional_value_and_grad(self.fn)), fullgraph=True,
@@ -254,6 +267,7 @@ def largest_numel(gm: torch.fx.GraphModule, args: tuple = ()) -> int:
     return max(sizes, default=0)
 
 
+_MISSING = object()
 _CHECK_TOL = {torch.float64: 1e-6, torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 3e-2}
 
 
@@ -278,7 +292,55 @@ def _inductor_patches(config: CompileConfig, simd: bool, on_cpu: bool) -> dict:
     patches = dict(torch._inductor.list_mode_options(config.mode)) if config.mode else {}
     if on_cpu and not simd:
         patches["cpp.vec_isa_ok"] = False
+    if config.cpp_wrapper:
+        patches["cpp_wrapper"] = True
     return patches
+
+
+def _nan_for_linalg_errors(gm: torch.fx.GraphModule) -> int:
+    """Replace each ``aten._linalg_check_errors`` of a traced graph (``torch.linalg.cholesky`` and kin
+    raise through it when a factorisation fails) by NaN in that factorisation's results, in place;
+    returns how many were replaced.
+
+    The check is a side effect, which inductor wraps as ``with_effects`` and its FX graph cache then
+    refuses ("Can't cache HigherOrderOperator"), so any log density with a Cholesky factor compiled
+    afresh in every process.  In a sampler a failed factorisation (a kernel matrix not positive
+    definite in floating point) should reject the point, not stop the run: NaN makes the log density
+    -inf and its gradient 0 (``functional_value_and_grad``), a divergence, as JAX's ``cholesky`` does.
+    Only the pattern ``results = op_ex(...); check(results[k], ...)`` with results whose leading
+    dimensions are info's is rewritten; anything else keeps its check (and its uncached compile)."""
+    import operator
+    aten = torch.ops.aten
+    replaced = 0
+    for check in [n for n in gm.graph.nodes if n.op == "call_function" and n.target is aten._linalg_check_errors.default]:
+        info = check.args[0]
+        if not (isinstance(info, torch.fx.Node) and info.target is operator.getitem):
+            continue
+        producer = info.args[0]
+        outs = [u for u in producer.users if u.target is operator.getitem and u is not info]
+        info_val = info.meta.get("val")
+        vals = [u.meta.get("val") for u in outs]
+        if info_val is None or not outs or not all(
+                isinstance(v, torch.Tensor) and v.is_floating_point() and v.dim() >= info_val.dim()
+                and tuple(v.shape[:info_val.dim()]) == tuple(info_val.shape) for v in vals):
+            continue
+        order = {n: i for i, n in enumerate(gm.graph.nodes)}
+        for out, val in zip(outs, vals):
+            users = [u for u in out.users]
+            with gm.graph.inserting_after(max(out, info, key=order.__getitem__)):
+                ok = gm.graph.call_function(aten.eq.Scalar, (info, 0))
+                with gm.graph.inserting_after(ok):
+                    shaped = gm.graph.call_function(aten.view.default, (ok, list(info_val.shape) + [1] * (val.dim() - info_val.dim())))
+                with gm.graph.inserting_after(shaped):
+                    poisoned = gm.graph.call_function(aten.where.ScalarOther, (shaped, out, math.nan))
+            for u in users:
+                u.replace_input_with(out, poisoned)
+        gm.graph.erase_node(check)
+        replaced += 1
+    if replaced:
+        gm.graph.lint()
+        gm.recompile()
+    return replaced
 
 
 @contextlib.contextmanager
@@ -318,6 +380,7 @@ def compile_graph(fn: Callable[..., tuple], args: tuple, check: bool = True,
     from torch.fx.experimental.proxy_tensor import make_fx
     config = config or CompileConfig()
     gm = make_fx(fn, tracing_mode="fake", _allow_non_fake_inputs=True)(*args)   # closure data: constants
+    _nan_for_linalg_errors(gm)
     numel = largest_numel(gm, args)
     simd = config.wants_simd(numel)
     on_cpu = all(a.device.type == "cpu" for a in args if isinstance(a, torch.Tensor))

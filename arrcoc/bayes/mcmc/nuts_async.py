@@ -311,9 +311,9 @@ def nuts_async_step(state: NUTSTreeState, generator: torch.Generator, logdensity
         raise ValueError(f"state was not initialised for max_tree_depth = {max_tree_depth} and d = {d}")
     if isinstance(num_leapfrog, bool) or not isinstance(num_leapfrog, int) or num_leapfrog < 1:
         raise ValueError(f"num_leapfrog must be a positive integer, got {num_leapfrog!r}")
-    like = dict(dtype=state.position.dtype, device=state.position.device)
-    normal = torch.randn(num_leapfrog, C, d, generator=generator, **like)     # (L, C, d)
-    uniform = torch.rand(num_leapfrog, C, 3, generator=generator, **like)     # (L, C, 3)
+    dtype, device = state.position.dtype, state.position.device
+    normal = torch.randn(num_leapfrog, C, d, generator=generator, dtype=dtype, device=device)     # (L, C, d)
+    uniform = torch.rand(num_leapfrog, C, 3, generator=generator, dtype=dtype, device=device)     # (L, C, 3)
     out = None
     if isinstance(logdensity_fn, CompiledLogDensity):
         out = _compiled_block(logdensity_fn, state, normal, uniform, step_size, metric, max_tree_depth,
@@ -328,5 +328,5 @@ def nuts_async_step(state: NUTSTreeState, generator: torch.Generator, logdensity
             out = tree_block(state, normal, uniform, step_size, metric.inverse_mass, metric.chol,
                              eager_value_and_grad, max_tree_depth, max_delta_energy)
     new_state, info = out
-    return new_state, NUTSAsyncInfo(info[:, 0] > 0, info[:, 1], info[:, 2] > 0, info[:, 3], info[:, 4], info[:, 5],
-                                    info[:, 6])
+    finished, accept_prob, divergent, energy, depth, steps, size = info.unbind(1)   # views of (C, 7): one call
+    return new_state, NUTSAsyncInfo(finished > 0, accept_prob, divergent > 0, energy, depth, steps, size)

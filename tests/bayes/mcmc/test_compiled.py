@@ -1,5 +1,6 @@
 """Compiled log densities and graphs (arrcoc.bayes.mcmc.compiled): exact agreement with eager
 autograd, the fallbacks and their warnings, and the SIMD decision (``CompileConfig.vectorize``)."""
+import math
 import shutil
 
 import pytest
@@ -182,3 +183,35 @@ def test_compiled_logdensity_reused_across_runs_compiles_once():
         sample(NUTS(), other, generator=torch.Generator(), **kw)
     with pytest.raises(ValueError, match="already a CompiledLogDensity"):
         sample(NUTS(), fn, dim=2, generator=torch.Generator(), **kw)
+
+
+def test_compiled_cholesky_failure_gives_nan_and_the_graph_is_cacheable():
+    """torch.linalg.cholesky raises on a matrix that is not positive definite; in a compiled graph the
+    factor of such a row is NaN instead (so a sampler sees log density -inf, a divergence), the
+    others are the eager values, and the graph has no side effect left (inductor can cache it)."""
+    from torch._dynamo.utils import counters
+
+    from arrcoc.bayes.mcmc.compiled import _nan_for_linalg_errors
+    from torch.fx.experimental.proxy_tensor import make_fx
+    base = torch.tensor([[2.0, 1.0], [1.0, 2.0]], dtype=torch.float64)
+
+    def f(x):                                                       # x (C, 1): K = base + x * off-diagonal
+        K = base + x[:, :, None] * torch.tensor([[0.0, 1.0], [1.0, 0.0]], dtype=torch.float64)
+        L = torch.linalg.cholesky(K)                                # (C, 2, 2)
+        return (L.diagonal(dim1=-2, dim2=-1).log().sum(-1),)
+    x = torch.tensor([[0.0], [0.5], [5.0]], dtype=torch.float64)   # row 2: off-diagonal 6 > 2, not PD
+    gm = make_fx(f, tracing_mode="fake", _allow_non_fake_inputs=True)(x)
+    assert _nan_for_linalg_errors(gm) == 1
+    assert not any(n.target is torch.ops.aten._linalg_check_errors.default for n in gm.graph.nodes)
+    out = gm(x)[0]
+    want = f(x[:2])[0]
+    torch.testing.assert_close(out[:2], want)
+    assert bool(out[2].isnan())
+    with pytest.raises(torch.linalg.LinAlgError):
+        f(x)                                                       # eager keeps raising
+    bypass = counters["inductor"]["fxgraph_cache_bypass"]
+    g = compile_graph(lambda x: (f(x)[0].nan_to_num(nan=-math.inf),), (x,), check=False)   # eager raises
+    got = g(x)[0]
+    torch.testing.assert_close(got[:2], want)
+    assert float(got[2]) == -math.inf
+    assert counters["inductor"]["fxgraph_cache_bypass"] == bypass   # not refused by the FX graph cache

@@ -278,12 +278,14 @@ def plot(summary: dict, path: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    for p in dict.fromkeys(r["policy"] for r in summary["rows"]):
+    names = list(dict.fromkeys(r["policy"] for r in summary["rows"]))
+    colours = plt.cm.tab20(np.linspace(0, 1, max(len(names), 2)))
+    for p, colour in zip(names, colours):
         pts = sorted((r for r in summary["rows"] if r["policy"] == p), key=lambda r: r["tokens_mean"])
         x = [r["tokens_mean"] for r in pts]
         y = [r["accuracy"] for r in pts]
         err = [[r["accuracy"] - r["ci95"][0] for r in pts], [r["ci95"][1] - r["accuracy"] for r in pts]]
-        style = dict(marker="o", capsize=3, lw=2.2 if p.startswith("arrcoc") else 1.2)
+        style = dict(marker="o", capsize=3, lw=2.2 if p.startswith("arrcoc") else 1.2, color=colour)
         if len(pts) == 1:
             ax.errorbar(x, y, yerr=err, ls="none", label=p, **style)
         else:

@@ -121,6 +121,7 @@ def worker_main(argv) -> None:
         ap.add_argument(name, required=True)
     for name in ("--chains", "--warmup", "--draws", "--seed"):
         ap.add_argument(name, type=int, required=True)
+    ap.add_argument("--python-wrapper", action="store_true")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     torch.set_default_dtype(torch.float64)
@@ -128,7 +129,7 @@ def worker_main(argv) -> None:
     importlib.import_module("torch._inductor.compile_fx")     # the compiler's import, excluded like jax's
     from torch._dynamo.utils import counters
 
-    from arrcoc.bayes.mcmc import NUTS, sample
+    from arrcoc.bayes.mcmc import NUTS, CompileConfig, sample
     from mcmc_models import ours_models
     import_s = time.perf_counter() - t
     model = ours_models()[a.model]()
@@ -137,7 +138,8 @@ def worker_main(argv) -> None:
         time.sleep(0.002)
     start = time.time()
     res = sample(NUTS(metric=a.metric), model, num_chains=a.chains, num_warmup=a.warmup, num_samples=a.draws,
-                 generator=torch.Generator().manual_seed(a.seed), progress=False, compile=True, warn=False)
+                 generator=torch.Generator().manual_seed(a.seed), progress=False,
+                 compile=CompileConfig(cpp_wrapper=not a.python_wrapper), warn=False)
     end = time.time()
     np.savez(a.out, start=start, end=end, import_s=import_s, compile_s=res.timings.get("compile_s", float("nan")),
              steps=res.info["num_steps"].double().numpy(), divergent=res.num_divergent,
@@ -145,7 +147,8 @@ def worker_main(argv) -> None:
              **{f"draw_{k}": v.numpy() for k, v in res.draws.items()})
 
 
-def run_ours(name, metric, chains, warmup, draws, seed, processes, cache_dir, config, cache) -> Run | None:
+def run_ours(name, metric, chains, warmup, draws, seed, processes, cache_dir, config, cache,
+             cpp_wrapper=True) -> Run | None:
     """arrcoc compiled NUTS in ``processes`` fresh worker processes (chains split), cache in cache_dir."""
     split = [chains // processes + (k < chains % processes) for k in range(processes)]
     split = [c for c in split if c > 0]
@@ -157,7 +160,7 @@ def run_ours(name, metric, chains, warmup, draws, seed, processes, cache_dir, co
             out = os.path.join(tmp, f"w{k}.npz")
             cmd = [sys.executable, __file__, "--worker", "--model", name, "--metric", metric, "--chains", str(c),
                    "--warmup", str(warmup), "--draws", str(draws), "--seed", str(seed + 1000 * k),
-                   "--out", out, "--go", go]
+                   "--out", out, "--go", go] + ([] if cpp_wrapper else ["--python-wrapper"])
             procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
             outs.append(out)
         while not all(os.path.exists(o + ".ready") for o in outs):
@@ -319,19 +322,20 @@ def print_tables(runs: list[Run]) -> None:
                   f"{rat[0]:>13s} {rat[1]:>13s}")
 
 
-def write_json(path: str, runs: list[Run], a: argparse.Namespace, load_start: str) -> None:
+def write_json(path: str, runs: list[Run], a: argparse.Namespace, load_start: str, quiet: bool = False) -> None:
     from importlib.metadata import PackageNotFoundError, version
     try:
         pyro_version = version("pyro-ppl")
     except PackageNotFoundError:
         pyro_version = None
     config = dict(chains=a.chains, warmup=a.warmup, draws=a.draws, pyro_warmup=a.pyro_warmup,
-                  pyro_draws=a.pyro_draws, seed=a.seed, processes=a.processes, cpus=os.cpu_count(),
+                  pyro_draws=a.pyro_draws, pyro_models=None if a.skip_pyro else a.pyro_models, seed=a.seed, processes=a.processes, cpus=os.cpu_count(),
                   torch=torch.__version__, pyro=pyro_version, load_start=load_start, load_end=_load(),
-                  numpyro_methods=a.numpyro_methods)
+                  numpyro_methods=a.numpyro_methods, cpp_wrapper=not a.python_wrapper)
     doc = dict(config=config, runs=[dict(asdict(r), ess_per_s=r.rate) for r in runs], ratios=ratios(runs))
     Path(path).write_text(json.dumps(doc, indent=2) + "\n")
-    print(f"# wrote {path}")
+    if not quiet:
+        print(f"# wrote {path}")
 
 
 # ---------------------------------------------------------------- driver
@@ -345,10 +349,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--models", default=",".join(MODELS), help="comma list among " + ",".join(MODELS))
     ap.add_argument("--configs", default="best,1 thread", help="comma list among 'best', '1 thread'")
     ap.add_argument("--processes", type=int, default=os.cpu_count() or 1, help="arrcoc worker processes in 'best'")
+    ap.add_argument("--python-wrapper", action="store_true",
+                    help="arrcoc with CompileConfig(cpp_wrapper=False): inductor's Python wrapper (the old default)")
     ap.add_argument("--numpyro-methods", default="parallel,vectorized", help="NumPyro chain methods tried in 'best'")
     ap.add_argument("--pyro-warmup", type=int, default=200, help="Pyro warmup (it is slow: shorter runs)")
     ap.add_argument("--pyro-draws", type=int, default=200, help="Pyro draws")
     ap.add_argument("--skip-pyro", action="store_true")
+    ap.add_argument("--pyro-models", default=None, help="comma list: run Pyro only on these (default: every model)")
     ap.add_argument("--pyro-jit", action="store_true", help="also Pyro's NUTS with jit_compile=True")
     ap.add_argument("--skip-numpyro", action="store_true")
     ap.add_argument("--numpyro-python", default=None,
@@ -359,6 +366,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     if a.quick:
         a.warmup, a.draws, a.pyro_warmup, a.pyro_draws = 200, 200, 100, 100
     a.models, a.configs = a.models.split(","), a.configs.split(",")
+    a.pyro_models = a.models if a.pyro_models is None else a.pyro_models.split(",")
     a.numpyro_methods = a.numpyro_methods.split(",")
     if bad := [m for m in a.models if m not in MODELS]:
         ap.error(f"unknown model(s) {bad}; choose among {list(MODELS)}")
@@ -386,7 +394,7 @@ def run_model(name: str, a: argparse.Namespace, python: str | None) -> list[Run]
         ours_cache = tempfile.mkdtemp(prefix="arrcoc-bench-inductor-")
         try:
             for cache in ("cold", "warm"):
-                record(run_ours(name, metric, *common, processes, ours_cache, config, cache))
+                record(run_ours(name, metric, *common, processes, ours_cache, config, cache, not a.python_wrapper))
         finally:
             shutil.rmtree(ours_cache, ignore_errors=True)
         if python is None:
@@ -400,7 +408,7 @@ def run_model(name: str, a: argparse.Namespace, python: str | None) -> list[Run]
                     record(run_numpyro(python, name, *common, method, devices, threads, jax_cache, config, cache))
             finally:
                 shutil.rmtree(jax_cache, ignore_errors=True)
-    if not a.skip_pyro:
+    if not a.skip_pyro and name in a.pyro_models:
         torch.set_num_threads(1)
         for jit in (False, True) if a.pyro_jit else (False,):
             record(run_pyro(name, pyro_models()[name](), a.chains, a.pyro_warmup, a.pyro_draws, a.seed, metric, jit))
@@ -420,6 +428,8 @@ def main(argv=None):
     runs = []
     for name in a.models:
         runs += run_model(name, a, python)
+        if a.json:                      # after every model: a run cut short keeps what it measured
+            write_json(a.json, runs, a, load_start, quiet=True)
     print_tables(runs)
     print(f"\n# load average at end {_load()}")
     if a.json:

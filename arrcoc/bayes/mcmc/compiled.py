@@ -51,11 +51,15 @@ class CompileConfig:
         time: 10.7 s vs 1.8 s for eight schools' NUTS step) never pays back over a run; above it
         (diamonds: (chains, 5000) residuals, a 5000 x 24 design) the vector loops are ~10 % faster.
     cpp_wrapper: inductor's C++ wrapper (``torch._inductor.config.cpp_wrapper``): the code that
-        allocates a graph's buffers and calls its kernels is C++ instead of Python.  Default False:
-        the wrapper's g++ build (against torch's headers) costs a cold compile ~60 s more on this
-        2-core box, while it saves ~0.1 ms per call of NUTS's step (the Python wrapper allocates and
-        aliases ~120 small buffers per leapfrog step).  Worth it when the compile cache is warm
-        (a second process: inductor's on-disk cache keeps the built wrapper) and runs are long.
+        allocates a graph's buffers and calls its kernels is C++ instead of Python.  NUTS's step
+        allocates and aliases ~120 small buffers per leapfrog step, which in Python cost more than
+        the fused kernel itself (eight schools: 250 us a call against 120 us with the C++ wrapper;
+        benchmarks/mcmc.py, 2 processes x 2 chains x 600 iterations, warm cache: wall 27.9 s ->
+        6.7 s).  Default False all the same: building the wrapper (g++ against torch's headers)
+        adds ~30-40 s to every cold compile on this busy 2-core box (a short run, a test suite),
+        while a warm cache (inductor's on-disk cache, a second process) keeps the built wrapper:
+        pass True for long or repeated runs.  If the wrapper cannot be built, ``compile_graph``
+        retries without it (with a warning).
     """
     mode: str | None = None
     strict: bool = False
@@ -312,7 +316,8 @@ def _nan_for_linalg_errors(gm: torch.fx.GraphModule) -> int:
     import operator
     aten = torch.ops.aten
     replaced = 0
-    for check in [n for n in gm.graph.nodes if n.op == "call_function" and n.target is aten._linalg_check_errors.default]:
+    checks = [n for n in gm.graph.nodes if n.op == "call_function" and n.target is aten._linalg_check_errors.default]
+    for check in checks:
         info = check.args[0]
         if not (isinstance(info, torch.fx.Node) and info.target is operator.getitem):
             continue
@@ -330,7 +335,8 @@ def _nan_for_linalg_errors(gm: torch.fx.GraphModule) -> int:
             with gm.graph.inserting_after(max(out, info, key=order.__getitem__)):
                 ok = gm.graph.call_function(aten.eq.Scalar, (info, 0))
                 with gm.graph.inserting_after(ok):
-                    shaped = gm.graph.call_function(aten.view.default, (ok, list(info_val.shape) + [1] * (val.dim() - info_val.dim())))
+                    trailing = [1] * (val.dim() - info_val.dim())           # info (...) -> (..., 1, 1)
+                    shaped = gm.graph.call_function(aten.view.default, (ok, list(info_val.shape) + trailing))
                 with gm.graph.inserting_after(shaped):
                     poisoned = gm.graph.call_function(aten.where.ScalarOther, (shaped, out, math.nan))
             for u in users:
@@ -391,7 +397,15 @@ def compile_graph(fn: Callable[..., tuple], args: tuple, check: bool = True,
     fresh = "cpp.vec_isa_ok" in patches and isa_cache is not None and isa_cache().currsize == 0
     try:
         with _cacheable():
-            compiled = compile_fx(gm, list(args), config_patches=patches or None)
+            try:
+                compiled = compile_fx(gm, list(args), config_patches=patches or None)
+            except Exception as err:  # noqa: BLE001 - the C++ wrapper failed to build: the Python one
+                if not patches.get("cpp_wrapper"):
+                    raise
+                warnings.warn(f"inductor's C++ wrapper could not be built ({failure_reason(err)}); "
+                              "compiling with the Python wrapper", RuntimeWarning, stacklevel=3)
+                patches.pop("cpp_wrapper")
+                compiled = compile_fx(gm, list(args), config_patches=patches or None)
     finally:
         if fresh:
             cpu_vec_isa.valid_vec_isa_list.cache_clear()

@@ -121,6 +121,7 @@ def test_improper_posterior_runaway_is_reported(kernel):
     assert "rhat" in _kinds(res)
 
 
+@pytest.mark.slow  # ~16 s; the HMC / RWMH runaway cases above stay in the default run
 def test_improper_posterior_with_nuts_hits_max_depth_and_runs_away():
     res = sample(NUTS(max_tree_depth=6), improper, dim=2, num_chains=4, num_warmup=150, num_samples=200,
                  generator=torch.Generator().manual_seed(0), progress=False, warn=False)

@@ -77,6 +77,7 @@ def test_vendored_reference_posteriors_are_complete():
         assert set(ref) == set(info["diagnostics"]["diagnostic_information"]["names"]), name
 
 
+@pytest.mark.slow  # ~35 s; test_checks.test_divergences_are_reported covers the reporting in the default run
 @pytest.mark.filterwarnings("ignore::arrcoc.bayes.mcmc.MCMCDiagnosticWarning")   # divergences are the point
 def test_centered_eight_schools_reports_divergences():
     c = eight_schools_centered()

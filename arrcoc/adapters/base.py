@@ -38,24 +38,30 @@ class AdapterOutput:
     image_token_counts: Tensor
 
 
+def _token_rows(value, name: str) -> list[list[int]]:
+    """A (B, L) integer tensor or a sequence of B sequences of non-negative ints -> B lists of ints;
+    errors name ``name``."""
+    if isinstance(value, Tensor):
+        if value.dtype.is_floating_point or value.is_complex() or value.dtype == torch.bool or value.dim() != 2:
+            raise TypeError(f"{name} must be an integer tensor of shape (B, L) or a list of token-id lists, "
+                            f"got {value.dtype} {tuple(value.shape)}")
+        value = value.tolist()
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise TypeError(f"{name} must be a list of token-id lists (one per image), got {type(value).__name__}")
+    rows = []
+    for i, row in enumerate(value):
+        if isinstance(row, (str, bytes)) or not isinstance(row, (Sequence, Tensor)):
+            raise TypeError(f"{name}[{i}] must be a list of token ids, got {type(row).__name__}")
+        rows.append([_token_id(t, f"{name}[{i}]") for t in (row.tolist() if isinstance(row, Tensor) else row)])
+    return rows
+
+
 def check_prompts(prompt_ids, batch: int, image_token_id: int) -> list[list[int]]:
     """Validate B prompts (lists of token ids with at most one image placeholder each): a (B, L)
     integer tensor or a sequence of B sequences of non-negative ints."""
     batch = check_int(batch, "batch", minimum=1)
     image_token_id = check_int(image_token_id, "image_token_id", minimum=0)
-    if isinstance(prompt_ids, Tensor):
-        if prompt_ids.dtype.is_floating_point or prompt_ids.is_complex() or prompt_ids.dtype == torch.bool \
-                or prompt_ids.dim() != 2:
-            raise TypeError(f"prompt_ids must be an integer tensor of shape (B, L) or a list of token-id lists, "
-                            f"got {prompt_ids.dtype} {tuple(prompt_ids.shape)}")
-        prompt_ids = prompt_ids.tolist()
-    if isinstance(prompt_ids, (str, bytes)) or not isinstance(prompt_ids, Sequence):
-        raise TypeError(f"prompt_ids must be a list of token-id lists (one per image), got {type(prompt_ids).__name__}")
-    prompts = []
-    for i, p in enumerate(prompt_ids):
-        if isinstance(p, (str, bytes)) or not isinstance(p, (Sequence, Tensor)):
-            raise TypeError(f"prompt_ids[{i}] must be a list of token ids, got {type(p).__name__}")
-        prompts.append([_token_id(t, i) for t in (p.tolist() if isinstance(p, Tensor) else p)])
+    prompts = _token_rows(prompt_ids, "prompt_ids")
     if len(prompts) != batch:
         raise ValueError(f"got {batch} images but {len(prompts)} prompts; pass one prompt per image")
     for i, p in enumerate(prompts):
@@ -65,9 +71,9 @@ def check_prompts(prompt_ids, batch: int, image_token_id: int) -> list[list[int]
     return prompts
 
 
-def _token_id(t, i: int) -> int:
+def _token_id(t, where: str) -> int:
     if isinstance(t, bool) or not isinstance(t, numbers.Integral) or t < 0:
-        raise TypeError(f"prompt_ids[{i}] must hold non-negative int token ids, got {t!r}")
+        raise TypeError(f"{where} must hold non-negative int token ids, got {t!r}")
     return int(t)
 
 
@@ -88,22 +94,10 @@ def left_pad(rows: Sequence[Sequence[int]], pad_id: int, extra: Sequence[Sequenc
 
 def check_answers(answer_ids, batch: int) -> list[list[int]]:
     """B non-empty answers as lists of non-negative token ids (a (B, L) tensor counts as B rows)."""
-    if isinstance(answer_ids, Tensor):
-        if answer_ids.dtype.is_floating_point or answer_ids.is_complex() or answer_ids.dtype == torch.bool \
-                or answer_ids.dim() != 2:
-            raise TypeError(f"answer_ids must be an integer tensor of shape (B, L) or a list of token-id lists, "
-                            f"got {answer_ids.dtype} {tuple(answer_ids.shape)}")
-        answer_ids = answer_ids.tolist()
-    if isinstance(answer_ids, (str, bytes)) or not isinstance(answer_ids, Sequence):
-        raise TypeError(f"answer_ids must be a list of token-id lists (one per image), got {type(answer_ids).__name__}")
-    rows = []
-    for i, a in enumerate(answer_ids):
-        if isinstance(a, (str, bytes)) or not isinstance(a, (Sequence, Tensor)):
-            raise TypeError(f"answer_ids[{i}] must be a list of token ids, got {type(a).__name__}")
-        row = [_token_id(t, i) for t in (a.tolist() if isinstance(a, Tensor) else a)]
+    rows = _token_rows(answer_ids, "answer_ids")
+    for i, row in enumerate(rows):
         if not row:
             raise ValueError(f"answer_ids[{i}] is empty; an answer needs at least one token")
-        rows.append(row)
     if len(rows) != batch:
         raise ValueError(f"got {batch} images but {len(rows)} answers; pass one answer per image")
     return rows

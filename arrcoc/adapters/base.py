@@ -134,6 +134,19 @@ class ARRCOCAdapter:
             rows.append(list(tok(text, add_special_tokens=False)["input_ids"]))
         return rows
 
+    def _checked_encode(self, pixel_values, prompt_ids, **encoder_kwargs):
+        """The own-tower adapters' common first step: check the pixels, the prompts (one per image,
+        at most one placeholder, ids inside ``self.vocab_size``), then run the encoder.
+        Returns (prompts as lists of ids, ARRCOCVisionOutput)."""
+        from ._own_tower import check_vocab
+
+        if not isinstance(pixel_values, Tensor) or pixel_values.dim() != 4:
+            got = tuple(pixel_values.shape) if isinstance(pixel_values, Tensor) else type(pixel_values).__name__
+            raise ValueError(f"pixel_values must be a (B, 3, H, W) tensor, got {got}")
+        prompts = check_prompts(prompt_ids, pixel_values.shape[0], self.image_token_id)
+        check_vocab(prompts, self.vocab_size)
+        return prompts, self.encoder(pixel_values, **encoder_kwargs)
+
     def pixel_values(self, images) -> Tensor:
         """Images (PIL RGB images, (H, W, 3) arrays or (3, H, W) tensors) -> the encoder's
         ``pixel_values`` (B, 3, S, S): resized to ``config.image_size``, normalised as the VLM's

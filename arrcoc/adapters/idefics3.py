@@ -29,8 +29,8 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from arrcoc.backbones import VisionBackbone
 
-from ._own_tower import TOWER_DEFAULTS, build_tower_encoder, check_vocab, splice, tower_defaults
-from .base import ARRCOCAdapter, check_prompts, left_pad
+from ._own_tower import TOWER_DEFAULTS, build_tower_encoder, splice, tower_defaults
+from .base import ARRCOCAdapter, left_pad
 
 __all__ = ["Idefics3Tower", "Idefics3Adapter", "IDEFICS3_CLASSES"]
 
@@ -163,13 +163,8 @@ class Idefics3Adapter(ARRCOCAdapter):
         pixel_values (B, 3, H, W) normalised as the processor does; prompt_ids: B token-id lists
         with one ``<image>`` each (none: the image goes first). Returns (inputs for the VLM's forward
         / generate, ARRCOCVisionOutput, LLM image tokens per prompt (B,))."""
-        if not isinstance(pixel_values, Tensor) or pixel_values.dim() != 4:
-            raise ValueError("pixel_values must be a (B, 3, H, W) tensor, got "
-                             f"{tuple(pixel_values.shape) if isinstance(pixel_values, Tensor) else type(pixel_values).__name__}")
-        prompts = check_prompts(prompt_ids, pixel_values.shape[0], self.image_token_id)
-        check_vocab(prompts, self.vocab_size)
-        vision = self.encoder(pixel_values, queries=queries, budget=budget, generator=generator,
-                              deterministic=deterministic, **encoder_kwargs)
+        prompts, vision = self._checked_encode(pixel_values, prompt_ids, queries=queries, budget=budget,
+                                               generator=generator, deterministic=deterministic, **encoder_kwargs)
         n_glob = self.encoder.config.global_tokens
         feats, rows = [], []
         for b, p in enumerate(prompts):

@@ -38,7 +38,7 @@ from arrcoc.backbones import VisionBackbone
 from arrcoc.modeling import ARRCOCVisionConfig, ARRCOCVisionModel
 from arrcoc.modeling.modeling_arrcoc import GLOBAL_REGION
 
-from .base import ARRCOCAdapter, check_prompts, left_pad
+from .base import ARRCOCAdapter, left_pad
 
 __all__ = ["QwenVLTower", "QwenVLAdapter", "QWEN_VL_CLASSES", "qwen_patchify"]
 
@@ -281,15 +281,8 @@ class QwenVLAdapter(ARRCOCAdapter):
         Returns (inputs for the VLM's forward / generate: input_ids, attention_mask,
         mm_token_type_ids, position_ids (4, B, L), mm_encoder_outputs; the ARRCOCVisionOutput; image
         tokens per prompt (B,))."""
-        from ._own_tower import check_vocab
-
-        if not isinstance(pixel_values, Tensor) or pixel_values.dim() != 4:
-            raise ValueError("pixel_values must be a (B, 3, H, W) tensor, got "
-                             f"{tuple(pixel_values.shape) if isinstance(pixel_values, Tensor) else type(pixel_values).__name__}")
-        prompts = check_prompts(prompt_ids, pixel_values.shape[0], self.image_token_id)
-        check_vocab(prompts, self.vocab_size)
-        vision = self.encoder(pixel_values, queries=queries, budget=budget, generator=generator,
-                              deterministic=deterministic, **encoder_kwargs)
+        prompts, vision = self._checked_encode(pixel_values, prompt_ids, queries=queries, budget=budget,
+                                               generator=generator, deterministic=deterministic, **encoder_kwargs)
         cfg = self.encoder.config
         dtype = self.model.dtype
         counts = vision.tokens_per_image  # (B,)

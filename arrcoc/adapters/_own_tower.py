@@ -6,10 +6,23 @@ import math
 from typing import Any, Sequence
 
 from arrcoc._checks import check_int
+from arrcoc.backbones import VisionBackbone
 from arrcoc.modeling import ARRCOCVisionConfig, ARRCOCVisionModel
 
-__all__ = ["build_tower_encoder", "check_vocab", "splice", "tower_defaults", "TOWER_DEFAULTS"]
+__all__ = ["OwnTower", "build_tower_encoder", "check_vocab", "splice", "tower_defaults", "TOWER_DEFAULTS"]
 
+
+
+class OwnTower(VisionBackbone):
+    """What the LLaVA and Idefics3 towers share: one LLM token per ``patch_size`` pixels, a native side."""
+
+    @property
+    def native_tokens(self) -> int:
+        """LLM tokens of one crop at the tower's native side (LLaVA-1.5-336: 24 x 24 = 576)."""
+        return (self.native_size // self.patch_size) ** 2
+
+    def spec(self) -> dict:
+        return {"type": "vlm", "tower": type(self).__name__}
 
 # Defaults of the LLaVA / Idefics3 adapters that do not depend on the model (each with its reason).
 TOWER_DEFAULTS = dict(

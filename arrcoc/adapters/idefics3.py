@@ -27,9 +27,8 @@ import torch
 from torch import Tensor
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-from arrcoc.backbones import VisionBackbone
 
-from ._own_tower import TOWER_DEFAULTS, build_tower_encoder, splice, tower_defaults
+from ._own_tower import TOWER_DEFAULTS, OwnTower, build_tower_encoder, splice, tower_defaults
 from .base import ARRCOCAdapter, left_pad
 
 __all__ = ["Idefics3Tower", "Idefics3Adapter", "IDEFICS3_CLASSES"]
@@ -47,7 +46,7 @@ def _idefics3_class(vlm) -> str:
     raise TypeError(f"vlm must be one of {', '.join(IDEFICS3_CLASSES)}, got {type(vlm).__name__}")
 
 
-class Idefics3Tower(VisionBackbone):
+class Idefics3Tower(OwnTower):
     """An Idefics3 / SmolVLM model's own vision model + connector as a ``VisionBackbone``: crops of
     s * scale * patch pixels -> (N, s * s, text hidden) LLM input tokens (shared modules)."""
 
@@ -64,14 +63,6 @@ class Idefics3Tower(VisionBackbone):
         self.native_size = int(cfg.vision_config.image_size)
         self.resizable = True
         self.image_mean, self.image_std = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
-
-    @property
-    def native_tokens(self) -> int:
-        """LLM tokens of one crop at the native side (the processor's ``image_seq_len``)."""
-        return (self.native_size // self.patch_size) ** 2
-
-    def spec(self) -> dict:
-        return {"type": "vlm", "tower": type(self).__name__}
 
     def _features(self, pixel_values: Tensor):
         n, _, height, width = pixel_values.shape

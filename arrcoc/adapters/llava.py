@@ -36,10 +36,9 @@ import torch
 from torch import Tensor
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-from arrcoc.backbones import VisionBackbone
 from arrcoc.modeling.regions import level_side
 
-from ._own_tower import TOWER_DEFAULTS, build_tower_encoder, splice, tower_defaults
+from ._own_tower import TOWER_DEFAULTS, OwnTower, build_tower_encoder, splice, tower_defaults
 from .base import ARRCOCAdapter, check_prompts, left_pad
 
 __all__ = ["LLAVA_CLASSES", "LlavaARRCOCAdapter", "LlavaAdapter", "LlavaTower"]
@@ -61,7 +60,7 @@ def _llava_class(vlm) -> str:
     raise TypeError(f"vlm must be one of {', '.join(LLAVA_CLASSES)}, got {type(vlm).__name__}")
 
 
-class LlavaTower(VisionBackbone):
+class LlavaTower(OwnTower):
     """A LLaVA / LLaVA-NeXT model's own vision tower + feature selection + projector as a
     ``VisionBackbone``: crops of s * patch pixels -> (N, s * s, text hidden) LLM input tokens.
 
@@ -99,14 +98,6 @@ class LlavaTower(VisionBackbone):
         self.native_size = int(size[0] if isinstance(size, (tuple, list)) else size)
         self.resizable = True
         self.image_mean, self.image_std = (CLIP_MEAN, CLIP_STD) if has_cls else ((0.5,) * 3, (0.5,) * 3)
-
-    @property
-    def native_tokens(self) -> int:
-        """LLM tokens of one crop at the tower's native side (LLaVA-1.5-336: 24 x 24 = 576)."""
-        return (self.native_size // self.patch_size) ** 2
-
-    def spec(self) -> dict:
-        return {"type": "vlm", "tower": type(self).__name__}
 
     def _features(self, pixel_values: Tensor):
         h, w = pixel_values.shape[-2] // self.patch_size, pixel_values.shape[-1] // self.patch_size

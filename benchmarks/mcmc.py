@@ -13,9 +13,12 @@ Configurations:
                        inside one process do not pay: a step is microseconds of arithmetic), started
                        together; the wall is from the first process's start of ``sample`` to the
                        last one's end.
-              numpyro  ``chain_method="parallel"`` over ``--xla_force_host_platform_device_count``
-                       host devices and ``"vectorized"`` (XLA's thread pool); both are run and the
-                       better ESS/s counts as NumPyro's best.
+              numpyro  ``chain_method="parallel"`` over one ``--xla_force_host_platform_device_count``
+                       host device per chain (NumPyro's documented setting,
+                       ``set_host_device_count(num_chains)``: with fewer devices than chains NumPyro
+                       falls back to drawing the chains one after another, which is what the
+                       "parallel, 2 devices" rows of earlier runs measured) and ``"vectorized"``
+                       (XLA's thread pool); both are run and the better ESS/s counts as NumPyro's best.
               pyro     as it is: ``pyro.infer.NUTS`` (``jit_compile=False``, its default), chains one
                        after another in this process (``--pyro-jit`` adds the JIT variant).
   1 thread  every sampler held to one core: arrcoc one process, 4 chains, 1 torch thread; NumPyro
@@ -417,7 +420,8 @@ def run_model(name: str, a: argparse.Namespace, python: str | None) -> list[Run]
             shutil.rmtree(ours_cache, ignore_errors=True)
         if python is None:
             continue
-        setups = ([(m, a.processes if m == "parallel" else 1, None) for m in a.numpyro_methods] if config == "best"
+        # parallel: one host device per chain (fewer devices than chains make NumPyro run them in turn)
+        setups = ([(m, a.chains if m == "parallel" else 1, None) for m in a.numpyro_methods] if config == "best"
                   else [("sequential", 1, 1)])
         for method, devices, threads in setups:
             jax_cache = tempfile.mkdtemp(prefix="arrcoc-bench-jax-")

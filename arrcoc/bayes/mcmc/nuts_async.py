@@ -149,14 +149,17 @@ def nuts_async_init(state: HMCState, max_tree_depth: int = 10) -> NUTSTreeState:
 
 def tree_step(state: NUTSTreeState, normal: torch.Tensor, uniform: torch.Tensor, step_size: torch.Tensor,
               inverse_mass: torch.Tensor, chol: torch.Tensor | None, value_and_grad_fn: Callable,
-              max_tree_depth: int, max_delta_energy: float) -> tuple[NUTSTreeState, torch.Tensor]:
+              max_tree_depth: int, max_delta_energy: float,
+              momentum_factor: torch.Tensor | None = None) -> tuple[NUTSTreeState, torch.Tensor]:
     """One leapfrog step of every chain's NUTS program, randomness given: ``normal`` (C, d) standard
     normal draws (the momentum of chains starting a trajectory), ``uniform`` (C, 3) uniforms (direction,
     leaf, merge).  ``value_and_grad_fn(q) -> (logp (C,), grad (C, d))`` sanitised.  Straight-line code:
-    compiles as one graph.  Returns the new state and the info packed as (C, 7) in ``NUTSAsyncInfo`` order."""
+    compiles as one graph.  ``momentum_factor``: a dense metric's L^{-T} (``Metric.momentum_factor``), so
+    that the momentum is a matmul instead of a triangular solve.  Returns the new state and the info
+    packed as (C, 7) in ``NUTSAsyncInfo`` order."""
     s = _unpack(state, max_tree_depth)
     C, d = s.position.shape
-    metric = Metric(inverse_mass, chol)
+    metric = Metric(inverse_mass, chol, momentum_factor)
     # ---- 0. chains that start a trajectory: momentum, energy, both ends at the current draw
     new_trajectory = s.starts_trajectory                              # (C,)
     new_trajectory_row, new_trajectory_end = new_trajectory[:, None], new_trajectory[:, None, None]
@@ -260,7 +263,8 @@ def tree_step(state: NUTSTreeState, normal: torch.Tensor, uniform: torch.Tensor,
 
 def tree_block(state: NUTSTreeState, normal: torch.Tensor, uniform: torch.Tensor, step_size: torch.Tensor,
                inverse_mass: torch.Tensor, chol: torch.Tensor | None, value_and_grad_fn: Callable,
-               max_tree_depth: int, max_delta_energy: float) -> tuple[NUTSTreeState, torch.Tensor]:
+               max_tree_depth: int, max_delta_energy: float,
+               momentum_factor: torch.Tensor | None = None) -> tuple[NUTSTreeState, torch.Tensor]:
     """``L = normal.shape[0]`` leapfrog steps of every chain, normal (L, C, d), uniform (L, C, 3).  A chain
     whose draw ends inside the block parks (keeps its state) until the block ends, so that at most one
     draw per chain ends per call and the caller can adapt its parameters before its next trajectory;
@@ -269,7 +273,7 @@ def tree_block(state: NUTSTreeState, normal: torch.Tensor, uniform: torch.Tensor
     out_info = None
     for step_normal, step_uniform in zip(normal.unbind(0), uniform.unbind(0)):
         new, info = tree_step(state, step_normal, step_uniform, step_size, inverse_mass, chol, value_and_grad_fn,
-                              max_tree_depth, max_delta_energy)
+                              max_tree_depth, max_delta_energy, momentum_factor)
         parked_row = parked[:, None]
         state = NUTSTreeState(torch.where(parked_row, state.position, new.position),
                               torch.where(parked, state.logdensity, new.logdensity),
@@ -287,18 +291,27 @@ def _compiled_block(fn: CompiledLogDensity, state: NUTSTreeState, normal, unifor
                     max_tree_depth: int, max_delta_energy: float):
     """The block run as one graph compiled with the log density (``CompiledLogDensity.run_step``), or None."""
     # the graph is specialised to strides too (a Cholesky factor comes back column-major): contiguous
-    args = tuple(a.contiguous() for a in (*state, normal, uniform, step_size, metric.inverse_mass)
-                 + (() if metric.chol is None else (metric.chol,)))
+    # a dense metric comes with its L^{-T} (the momentum as a matmul) when it has one, else its factor L
+    dense = () if metric.chol is None else (metric.chol,) if metric.momentum_factor is None else \
+        (metric.chol, metric.momentum_factor)
+    args = tuple(a.contiguous() for a in (*state, normal, uniform, step_size, metric.inverse_mass) + dense)
 
     def build(value_and_grad_fn):
-        def flat(position, logdensity, grad, tree, flags, normal, uniform, step_size, inverse_mass, *chol):
+        def flat(position, logdensity, grad, tree, flags, normal, uniform, step_size, inverse_mass, *dense):
+            chol, factor = (tuple(dense) + (None, None))[:2]
             new, info = tree_block(NUTSTreeState(position, logdensity, grad, tree, flags), normal, uniform, step_size,
-                                   inverse_mass, chol[0] if chol else None, value_and_grad_fn, max_tree_depth,
-                                   max_delta_energy)
-            return (*new, info)
+                                   inverse_mass, chol, value_and_grad_fn, max_tree_depth, max_delta_energy, factor)
+            return (*new, *_split_info(info))
         return flat
-    out = fn.run_step("NUTS step", (max_tree_depth, float(max_delta_energy)), build, args)
-    return None if out is None else (NUTSTreeState(*out[:5]), out[5])
+    out = fn.run_step("NUTS step", (max_tree_depth, float(max_delta_energy), len(dense)), build, args)
+    return None if out is None else (NUTSTreeState(*out[:5]), NUTSAsyncInfo(*out[5:]))
+
+
+def _split_info(info: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``NUTSAsyncInfo``'s fields from the packed (C, 7) info (inside a compiled graph the split and the
+    comparisons are part of the step's kernels, not ~15 us of separate ops per step)."""
+    finished, accept_prob, divergent, energy, depth, steps, size = info.unbind(1)
+    return finished > 0, accept_prob, divergent > 0, energy, depth, steps, size
 
 
 def nuts_async_step(state: NUTSTreeState, generator: torch.Generator, logdensity_fn, step_size: torch.Tensor,
@@ -323,10 +336,9 @@ def nuts_async_step(state: NUTSTreeState, generator: torch.Generator, logdensity
             return value_and_grad(logdensity_fn, q)
         if num_leapfrog == 1:
             out = tree_step(state, normal[0], uniform[0], step_size, metric.inverse_mass, metric.chol,
-                            eager_value_and_grad, max_tree_depth, max_delta_energy)
+                            eager_value_and_grad, max_tree_depth, max_delta_energy, metric.momentum_factor)
         else:
             out = tree_block(state, normal, uniform, step_size, metric.inverse_mass, metric.chol,
-                             eager_value_and_grad, max_tree_depth, max_delta_energy)
-    new_state, info = out
-    finished, accept_prob, divergent, energy, depth, steps, size = info.unbind(1)   # views of (C, 7): one call
-    return new_state, NUTSAsyncInfo(finished > 0, accept_prob, divergent > 0, energy, depth, steps, size)
+                             eager_value_and_grad, max_tree_depth, max_delta_energy, metric.momentum_factor)
+        out = out[0], NUTSAsyncInfo(*_split_info(out[1]))
+    return out

@@ -26,10 +26,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .easyvqa_scenes import ANSWERS, EasyVQAScenesConfig, build_scenes
+from .easyvqa_scenes import ANSWERS, SHAPES, EasyVQAScenesConfig, build_scenes
 from .policies import POLICIES, allocate_policy
 from .resolvability import resolvability
-from .token_cache import benchmark_config, calibrate_supervised, encode, rescore, score_questions, take_output
+from .token_cache import TokenBank, benchmark_config, calibrate_supervised, encode, rescore, score_questions, take_output
 
 __all__ = ["RunConfig", "run", "summarise", "tokens_to_reach", "bootstrap_interval", "plot", "main"]
 
@@ -58,6 +58,15 @@ class RunConfig:
         readout layer; 128 wide costs 3x the CPU time and did not fit the budget).
     bootstrap: resamples of the test questions for the 95 % intervals.
     threads: torch threads (the machine's 2 cores).
+    pointer_weight: weight of the reader's pointer loss (``ReaderHead.pointer_loss``: its region
+        logits against the question's target region, a column the train split has); 1.0. Without it
+        a 64-wide reader trained on a few thousand questions never learns where to look (the
+        measured run of the first release: validation accuracy 0.34-0.39, at the thumbnail's level).
+    attribute_weight: weight of an auxiliary per-token loss on the train split's scene labels (each
+        visual token's state predicts its region's item shape and colour, or "none"); 1.0. An LLM
+        arrives knowing shapes and colours; the fresh reader must learn them from ~1,600 items, and
+        this gives it one label per token instead of one per question. Policy-neutral: the same
+        labels whatever the allocation, and only at training time.
     calibration: "supervised" also scores ARR-COC with its channel calibration fitted to the train
         split's target regions (``token_cache.calibrate_supervised``: ``fit_supervised``, closed
         form), as the policies arrcoc_cal_*; the training mix's ARR-COC allocations then use it.
@@ -77,6 +86,8 @@ class RunConfig:
     bootstrap: int = 1000
     threads: int = 2
     calibration: str = "supervised"
+    pointer_weight: float = 1.0
+    attribute_weight: float = 1.0
 
     def __post_init__(self):
         from arrcoc._checks import check_int
@@ -95,6 +106,8 @@ class RunConfig:
         for name in ("epochs", "batch_size", "bootstrap", "threads", "reader_dim", "reader_layers"):
             check_int(getattr(self, name), name, minimum=1)
         check_real(self.learning_rate, "learning_rate", low=0.0, low_open=True)
+        check_real(self.pointer_weight, "pointer_weight", low=0.0)
+        check_real(self.attribute_weight, "attribute_weight", low=0.0)
         if not isinstance(self.allocation_mix, dict) or not self.allocation_mix:
             raise TypeError("allocation_mix must be a non-empty dict policy -> weight")
         for k, w in self.allocation_mix.items():
@@ -109,13 +122,35 @@ class RunConfig:
 
 class _Split:
     """A split's token cache, plus its calibrated twin (same tokens, the posteriors under the
-    supervised calibration) and whether the training mix's ARR-COC uses that one."""
+    supervised calibration) and whether the training mix's ARR-COC uses that one; its token bank
+    (fast assembly), each question's target regions (Q, R) bool and each scene's region labels."""
 
-    def __init__(self, cache, calibrated=None, train_calibrated=False):
+    def __init__(self, cache, calibrated=None, train_calibrated=False, bank=None, targets=None, attributes=None):
         self.cache, self.calibrated, self.train_calibrated = cache, calibrated, train_calibrated
+        self.bank, self.targets, self.attributes = bank, targets, attributes
 
     def __getattr__(self, name):
         return getattr(self.cache, name)
+
+
+def _targets(scenes, num_regions: int) -> torch.Tensor:
+    """(Q, R) bool: the regions holding each question's answer."""
+    qs = [q for sc in scenes for q in sc.questions]
+    out = torch.zeros(len(qs), num_regions, dtype=torch.bool)
+    for i, q in enumerate(qs):
+        out[i, list(q[2])] = True
+    return out
+
+
+def _attributes(scenes, num_regions: int) -> torch.Tensor:
+    """(S, R, 2) long: each region's item shape (1 + index in SHAPES, 0 none) and colour (likewise)."""
+    from .easyvqa_scenes import COLOURS, SHAPES
+
+    out = torch.zeros(len(scenes), num_regions, 2, dtype=torch.long)
+    for i, sc in enumerate(scenes):
+        for it in sc.items:
+            out[i, it.cell] = torch.tensor([1 + SHAPES.index(it.shape), 1 + COLOURS.index(it.colour)])
+    return out
 
 
 def _labels(scenes) -> torch.Tensor:
@@ -141,9 +176,32 @@ def _allocate(policy, model, cache, idx, budget, gen, mix: bool = False):
     return allocate_policy(policy, model.allocator, out, budget, generator=gen, region_features=feats)
 
 
+def _assemble(model, cache, idx, alloc):
+    bank = getattr(cache, "bank", None)
+    return bank.assemble(idx, alloc) if bank is not None else cache.assemble(model, idx, alloc)
+
+
 def _logits(model, reader, cache, idx, alloc):
-    hidden, mask, region = cache.assemble(model, idx, alloc)  # (B, N, D), (B, N), (B, N)
+    hidden, mask, region = _assemble(model, cache, idx, alloc)  # (B, N, D), (B, N), (B, N)
     return reader(hidden, mask, region, cache.question_ids[idx], cache.question_mask[idx])  # (B, A)
+
+
+def _train_loss(model, reader, probe, cache, labels, idx, alloc, run):
+    """Answer cross-entropy + pointer loss + per-token attribute loss (see ``RunConfig``)."""
+    hidden, mask, region = _assemble(model, cache, idx, alloc)  # (B, N, D), (B, N), (B, N)
+    out = reader.forward_detailed(hidden, mask, region, cache.question_ids[idx], cache.question_mask[idx])
+    loss = F.cross_entropy(out.logits, labels[idx])
+    if run.pointer_weight > 0 and cache.targets is not None:
+        loss = loss + run.pointer_weight * reader.pointer_loss(out.region_logits, cache.targets[idx])
+    if run.attribute_weight > 0 and cache.attributes is not None:
+        real = region >= 0  # (B, N) region tokens (not the thumbnail, not padding)
+        if bool(real.any()):
+            attr = cache.attributes[cache.scene_of[idx][:, None], region.clamp(min=0)]  # (B, N, 2)
+            pred = probe(out.visual_states[real])  # (n, 1 + shapes + 1 + colours)
+            k = 1 + len(SHAPES)
+            loss = loss + run.attribute_weight * 0.5 * (
+                F.cross_entropy(pred[:, :k], attr[..., 0][real]) + F.cross_entropy(pred[:, k:], attr[..., 1][real]))
+    return loss
 
 
 def _accuracy_under_mix(model, reader, cache, labels, run, budgets, gen) -> float:
@@ -176,7 +234,11 @@ def _train_reader(model, train, val, run: RunConfig, seed: int, log=print):
     torch.manual_seed(seed)
     reader = ReaderHead(ReaderConfig.for_encoder(model, num_answers=len(ANSWERS), dim=run.reader_dim,
                                                  num_layers=run.reader_layers))
-    opt = torch.optim.AdamW(reader.parameters(), lr=run.learning_rate, weight_decay=0.01)
+    from .easyvqa_scenes import COLOURS
+
+    probe = torch.nn.Linear(run.reader_dim, 1 + len(SHAPES) + 1 + len(COLOURS))  # the attribute head
+    opt = torch.optim.AdamW(list(reader.parameters()) + list(probe.parameters()), lr=run.learning_rate,
+                            weight_decay=0.01)
     steps = run.epochs * math.ceil(len(labels) / run.batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
     gen = torch.Generator().manual_seed(seed)
@@ -190,7 +252,7 @@ def _train_reader(model, train, val, run: RunConfig, seed: int, log=print):
             idx = perm[start:start + run.batch_size]
             policy, budget = _draw(run, budgets, gen)
             alloc = _allocate(policy, model, cache, idx, budget, gen, mix=True)
-            loss = F.cross_entropy(_logits(model, reader, cache, idx, alloc), labels[idx])
+            loss = _train_loss(model, reader, probe, cache, labels, idx, alloc, run)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -336,7 +398,9 @@ def run(config: RunConfig | None = None, log=print, cache_dir: str | None = None
                 torch.save(cache, key)
         if cache.evidence is None:  # a cache from before the evidence was kept: the allocator's part again
             cache = score_questions(model, cache, scenes)
-        splits[split] = (_Split(cache), _labels(scenes))
+        R = model.config.num_regions
+        splits[split] = (_Split(cache, bank=TokenBank(model, cache), targets=_targets(scenes, R),
+                                attributes=_attributes(scenes, R) if split == "train" else None), _labels(scenes))
         targets[split] = [q[2] for sc in scenes for q in sc.questions]
         built[split] = scenes
         times[f"encode_{split}_s"] = time.time() - t1

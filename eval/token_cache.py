@@ -19,7 +19,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-__all__ = ["benchmark_config", "SceneCache", "encode", "cat_outputs", "take_output", "calibrate_supervised", "rescore",
+__all__ = ["benchmark_config", "SceneCache", "TokenBank", "encode", "cat_outputs", "take_output", "calibrate_supervised", "rescore",
            "score_questions"]
 
 
@@ -91,6 +91,80 @@ class SceneCache(NamedTuple):
     def full_tokens(self) -> int:
         lv = max(self.region_tokens)
         return self.global_tokens.shape[1] + self.region_features.shape[1] * lv
+
+
+class TokenBank:
+    """``SceneCache.assemble`` as one gather: the same output (within float rounding), 10-50x faster.
+
+    The grid boxes are the same for every scene, so the positional and region embeddings the model
+    adds to region r's tokens at level l are a constant (l, D) table; the bank keeps every scene's
+    tokens of every level side by side, (S, R * sum(levels), D) float16, and an allocation becomes
+    a list of gather indices. The benchmark's training and scoring assemble thousands of batches.
+    """
+
+    def __init__(self, model, cache: SceneCache):
+        from arrcoc.modeling.regions import grid_boxes, level_side, sincos_2d, token_centres
+
+        self.cache = cache
+        levels = sorted(cache.region_tokens)
+        S, R, _, D = cache.region_tokens[levels[0]].shape
+        H, W = cache.height, cache.width
+        self.offset = {}
+        off = 0
+        for lv in levels:
+            self.offset[lv] = off
+            off += lv
+        self.per_region = off                                            # tokens of all levels of one region
+        self.bank = torch.cat([cache.region_tokens[lv] for lv in levels], 2).reshape(S, R * off, D)  # (S, R*off, D)
+        boxes = grid_boxes(H, W, model.config.grid, 1)[0]                  # (R, 4)
+        emb = model.region_embed
+        with torch.no_grad():
+            pos = []
+            for r in range(R):
+                for lv in levels:
+                    if emb is None:
+                        pos.append(torch.zeros(lv, D))
+                        continue
+                    c = token_centres(boxes[r][None], level_side(lv), H, W)[0]  # (lv, 2)
+                    pos.append(sincos_2d(c, D).float() + emb.weight[r + 1].float())
+            self.pos = torch.cat(pos)                                    # (R*off, D)
+            glob = torch.zeros(cache.global_tokens.shape[1], D)
+            n_glob = cache.global_tokens.shape[1]
+            if emb is not None and n_glob > 0:
+                full = torch.tensor([[0.0, 0.0, float(W), float(H)]])
+                glob = sincos_2d(token_centres(full, model.config.global_side, H, W), D)[0].float() + emb.weight[0].float()
+            self.glob_pos = glob                                         # (g*g, D)
+
+    def assemble(self, index: Tensor, allocation: Tensor):
+        """(last_hidden_state (B, N_max, D), attention_mask (B, N_max) long, token_region (B, N_max))."""
+        from arrcoc.modeling.modeling_arrcoc import GLOBAL_REGION, PAD_REGION
+
+        c = self.cache
+        scenes = c.scene_of[index]                                       # (B,)
+        B, n_glob = len(index), c.global_tokens.shape[1]
+        rows, regions = [], []
+        for row in allocation.tolist():
+            idx, reg = [], []
+            for r, lv in enumerate(row):
+                if lv:
+                    start = r * self.per_region + self.offset[lv]
+                    idx.extend(range(start, start + lv))
+                    reg.extend([r] * lv)
+            rows.append(idx)
+            regions.append(reg)
+        n_max = n_glob + max(len(i) for i in rows)
+        gather = torch.zeros(B, n_max - n_glob, dtype=torch.long)
+        token_region = torch.full((B, n_max), PAD_REGION, dtype=torch.long)
+        token_region[:, :n_glob] = GLOBAL_REGION
+        for b, (idx, reg) in enumerate(zip(rows, regions)):
+            gather[b, :len(idx)] = torch.tensor(idx, dtype=torch.long)
+            token_region[b, n_glob:n_glob + len(reg)] = torch.tensor(reg, dtype=torch.long)
+        real = token_region[:, n_glob:] != PAD_REGION                   # (B, N_max - g)
+        toks = self.bank[scenes[:, None], gather].float() + self.pos[gather]  # (B, N_max - g, D)
+        toks = toks * real[..., None]
+        glob = c.global_tokens[scenes].float() + self.glob_pos           # (B, g*g, D)
+        hidden = torch.cat([glob, toks], 1)                              # (B, N_max, D)
+        return hidden, (token_region != PAD_REGION).long(), token_region
 
 
 def _pixels(model, images) -> Tensor:

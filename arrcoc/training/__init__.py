@@ -17,12 +17,12 @@ import importlib
 
 __all__ = ["TrainConfig", "POLICIES", "TRAIN_PARTS", "load_vqa_dataset", "build_answer_vocab",
            "normalize_answer", "DataReport", "VQACollator", "SKIP_REASONS", "ReaderConfig", "ReaderHead",
-           "train", "TrainResult", "find_checkpoint"]
+           "ReaderOutput", "train", "TrainResult", "find_checkpoint"]
 
 _WHERE = {"TrainConfig": "config", "POLICIES": "config", "TRAIN_PARTS": "config",
           "load_vqa_dataset": "data", "build_answer_vocab": "data", "normalize_answer": "data",
           "DataReport": "data", "VQACollator": "data", "SKIP_REASONS": "data",
-          "ReaderConfig": "reader", "ReaderHead": "reader",
+          "ReaderConfig": "reader", "ReaderHead": "reader", "ReaderOutput": "reader",
           "train": "trainer", "TrainResult": "trainer", "find_checkpoint": "trainer"}
 
 

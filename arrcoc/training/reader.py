@@ -9,11 +9,17 @@ Inputs: the question as token ids of the encoder's own query tokenizer (a learne
 them, with learned positions), and the encoder's output (``ARRCOCVisionOutput.last_hidden_state``
 (B, N, D) with ``attention_mask`` and ``token_region``; the global thumbnail's tokens included,
 region -1). One sequence [CLS] + question + visual tokens goes through a pre-norm transformer
-encoder; the CLS state classifies into the answer vocabulary.
+encoder. A pointer then reads: the CLS state scores every visual token, the softmax of the scores
+pools the visual states, and the CLS state plus that pooled read classifies into the answer
+vocabulary. The same scores, log-sum-exp'd per region, are the reader's region logits
+(``forward_detailed``): when the data name the region that holds the answer (the optional
+``target_regions`` column), ``pointer_loss`` supervises them, which teaches a small reader on a few
+thousand questions where to look (without it, it must discover that through the answer alone).
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -21,7 +27,13 @@ from torch import Tensor, nn
 from arrcoc._checks import check_int
 from arrcoc.bayes._validate import check_real
 
-__all__ = ["ReaderConfig", "ReaderHead"]
+__all__ = ["ReaderConfig", "ReaderHead", "ReaderOutput"]
+
+
+class ReaderOutput(NamedTuple):
+    logits: Tensor          # (B, A) answer logits
+    region_logits: Tensor   # (B, R) where the reader looks: log-sum-exp of its token scores per region
+    visual_states: Tensor   # (B, N, dim) the visual tokens' last states (an auxiliary head may read them)
 
 
 @dataclass
@@ -116,6 +128,9 @@ class ReaderHead(nn.Module):
         self.encoder = nn.TransformerEncoder(layer, c.num_layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(c.dim)
         self.head = nn.Linear(c.dim, c.num_answers)
+        self.point_query = nn.Linear(c.dim, c.dim)   # CLS state -> a query over the visual states
+        self.point_value = nn.Linear(c.dim, c.dim)   # visual state -> what the pointer reads
+        self.point_empty = nn.Parameter(torch.zeros(()))  # the score of "no token" (a region left out)
         for emb in (self.region_embed, self.word_embed, self.word_pos, self.kind_embed):
             nn.init.normal_(emb.weight, std=0.02)
         nn.init.normal_(self.cls, std=0.02)
@@ -152,11 +167,16 @@ class ReaderHead(nn.Module):
 
     def forward(self, visual_tokens: Tensor, visual_mask: Tensor, token_region: Tensor,
                 question_ids: Tensor, question_mask: Tensor) -> Tensor:
+        """Answer logits (B, A); ``forward_detailed`` also returns where the reader looked."""
+        return self.forward_detailed(visual_tokens, visual_mask, token_region, question_ids, question_mask).logits
+
+    def forward_detailed(self, visual_tokens: Tensor, visual_mask: Tensor, token_region: Tensor,
+                         question_ids: Tensor, question_mask: Tensor) -> ReaderOutput:
         self._check(visual_tokens, visual_mask, token_region, question_ids, question_mask)
         c = self.config
         T = min(question_ids.shape[1], c.max_question_tokens)
         q_ids, q_mask = question_ids[:, :T], question_mask[:, :T].bool()  # (B, T)
-        B = visual_tokens.shape[0]
+        B, N = visual_tokens.shape[:2]
         pos = torch.arange(T, device=q_ids.device)
         q = self.word_embed(q_ids) + self.word_pos(pos)[None] + self.kind_embed.weight[1]  # (B, T, dim)
         v_mask = visual_mask.bool()  # (B, N)
@@ -168,4 +188,30 @@ class ReaderHead(nn.Module):
         seq = torch.cat([cls, q, v], 1)  # (B, 1 + T + N, dim)
         keep = torch.cat([torch.ones(B, 1, dtype=torch.bool, device=seq.device), q_mask, v_mask], 1)
         h = self.encoder(seq, src_key_padding_mask=~keep)  # (B, 1 + T + N, dim)
-        return self.head(self.norm(h[:, 0]))  # (B, A)
+        h_cls, h_vis = h[:, 0], h[:, 1 + T:]  # (B, dim), (B, N, dim)
+        score = torch.einsum("bd,bnd->bn", self.point_query(h_cls), h_vis) / c.dim ** 0.5  # (B, N)
+        neg = torch.finfo(score.dtype).min
+        score = score.masked_fill(~v_mask, neg)
+        empty = self.point_empty.expand(B, 1)  # (B, 1): pooled weight of "nothing there"
+        weight = torch.softmax(torch.cat([score, empty], 1), 1)[:, :N]  # (B, N)
+        read = torch.einsum("bn,bnd->bd", weight, self.point_value(h_vis))  # (B, dim)
+        logits = self.head(self.norm(h_cls + read))  # (B, A)
+        in_region = (token_region[..., None] == torch.arange(c.num_regions, device=score.device)) & v_mask[..., None]
+        per_region = torch.where(in_region, score[..., None], torch.full_like(score[..., None], neg))  # (B, N, R)
+        region_logits = torch.logaddexp(torch.logsumexp(per_region, 1), self.point_empty)  # (B, R)
+        return ReaderOutput(logits, region_logits, h_vis)
+
+    @staticmethod
+    def pointer_loss(region_logits: Tensor, target_regions: Tensor) -> Tensor:
+        """Mean over rows of -log P(the pointer lands in a target region): target_regions (B, R) bool
+        (several targets share the mass). Rows without a target are left out (0 when none has one)."""
+        if not isinstance(target_regions, Tensor) or target_regions.shape != region_logits.shape:
+            raise ValueError(f"target_regions must be a bool tensor of shape {tuple(region_logits.shape)}, got "
+                             f"{tuple(getattr(target_regions, 'shape', ()))}")
+        t = target_regions.bool()
+        has = t.any(1)  # (B,)
+        if not bool(has.any()):
+            return region_logits.sum() * 0.0
+        logp = torch.log_softmax(region_logits, 1)  # (B, R)
+        hit = torch.logsumexp(logp.masked_fill(~t, torch.finfo(logp.dtype).min), 1)  # (B,)
+        return -hit[has].mean()

@@ -100,6 +100,10 @@ CASES = [
     *[Case("arrcoc.training.ReaderHead", arg, (lambda a: lambda v: _reader_call(**{a: v}))(arg), bad, name="forward",
            examples=6) for arg, bad in [("visual_tokens", bad_tensor((2, 6, 8), dtype=torch.float32)),
                                         ("question_ids", BAD_IDS), ("token_region", BAD_REGION)]],
+    Case("arrcoc.training.ReaderHead", "target_regions",
+         lambda v: _reader().pointer_loss(torch.zeros(2, 4), v), st.sampled_from([
+             None, 3, OPAQUE, torch.zeros(2, 3, dtype=torch.bool), torch.zeros(4, dtype=torch.bool)]),
+         name="pointer_loss", examples=5),
     kw("load_vqa_dataset", {}, "name_or_path", NOT_PATH),
     kw("load_vqa_dataset", lambda: {"name_or_path": _parquet()}, "split", st.sampled_from(["", 3, OPAQUE, "val"])),
     *[kw("load_vqa_dataset", lambda: {"name_or_path": _parquet()}, col, NOT_COLUMN)
@@ -130,6 +134,7 @@ CASES = [
 
 EXEMPT = {
     "arrcoc.training.TrainResult": "result container built by train() from checked values",
+    "arrcoc.training.ReaderOutput": "result container built by ReaderHead.forward_detailed",
     "arrcoc.training.POLICIES": "constant tuple of policy names",
     "arrcoc.training.TRAIN_PARTS": "constant tuple of part names",
     "arrcoc.training.SKIP_REASONS": "constant tuple of skip reasons",

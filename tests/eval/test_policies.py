@@ -183,3 +183,21 @@ def test_rescoring_and_supervised_calibration(encoded):
             calibrate_supervised(model, cache, targets[:-1])
     finally:
         model.allocator.load_state_dict(state)
+
+
+def test_token_bank_assembles_what_the_cache_assembles(encoded):
+    """The benchmark's fast path (one gather) against ``SceneCache.assemble`` (the model's own)."""
+    from eval.token_cache import TokenBank
+
+    model, _, cache = encoded
+    bank = TokenBank(model, cache)
+    g = torch.Generator().manual_seed(5)
+    Q = len(cache.scene_of)
+    idx = torch.randint(0, Q, (6,), generator=g)
+    alloc = torch.tensor(model.config.levels)[torch.randint(0, 5, (6, 16), generator=g)]  # (6, 16)
+    alloc[2] = 0  # a row with the thumbnail only
+    ref = cache.assemble(model, idx, alloc)
+    mine = bank.assemble(idx, alloc)
+    assert torch.equal(ref[1], mine[1]) and torch.equal(ref[2], mine[2])
+    assert torch.allclose(ref[0], mine[0], atol=1e-5, rtol=0)
+    assert float(mine[0][~mine[1].bool()].abs().max()) == 0.0  # padding is zeros, as the model pads

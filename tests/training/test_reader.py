@@ -100,3 +100,34 @@ def test_forward_errors_name_the_argument(gen):
         reader(**{**args, "token_region": r})
     with pytest.raises(TypeError, match="config"):
         ReaderHead({"num_answers": 3})
+
+
+def test_pointer_learns_where_the_answer_is_and_its_loss_is_exact(gen):
+    """The pointer's region logits: exact loss on a hand case; trained with ``pointer_loss`` on
+    questions whose answer region is marked by a key token, it points there (chance 25 %)."""
+    lg = torch.log(torch.tensor([[0.1, 0.2, 0.3, 0.4], [0.25, 0.25, 0.25, 0.25]]))
+    t = torch.tensor([[False, True, True, False], [False, False, False, False]])
+    assert torch.isclose(ReaderHead.pointer_loss(lg, t), -torch.log(torch.tensor(0.5)))  # row 2 has no target
+    assert float(ReaderHead.pointer_loss(lg, torch.zeros(2, 4, dtype=torch.bool))) == 0.0
+    with pytest.raises(ValueError, match="target_regions"):
+        ReaderHead.pointer_loss(lg, t[:, :3])
+    torch.manual_seed(0)
+    cfg = ReaderConfig(num_answers=4, visual_dim=16, vocab_size=30, num_regions=4, dim=32, num_layers=1)
+    reader = ReaderHead(cfg)
+    B, N = 64, 12
+    tokens, mask, region, ids, qmask = _inputs(gen, B=B, N=N)
+    region[:, 2:9] = torch.arange(4).repeat(2)[:7]  # every region has tokens
+    target = torch.randint(0, 4, (B,), generator=gen)
+    ids[:, 0] = target + 1  # the question names the region's key ...
+    tokens[torch.arange(B), 2 + target] += 3.0  # ... and that region's token carries it
+    tmask = torch.nn.functional.one_hot(target, 4).bool()
+    opt = torch.optim.Adam(reader.parameters(), lr=3e-3)
+    for _ in range(120):
+        out = reader.forward_detailed(tokens, mask, region, ids, qmask)
+        loss = ReaderHead.pointer_loss(out.region_logits, tmask)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    out = reader.forward_detailed(tokens, mask, region, ids, qmask)
+    assert out.region_logits.shape == (B, 4) and out.visual_states.shape == (B, N, 32)
+    assert (out.region_logits.argmax(-1) == target).float().mean() >= 0.9

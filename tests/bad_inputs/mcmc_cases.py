@@ -203,6 +203,10 @@ EXEMPT = {
     M + "base.Adaptation": "typing.Protocol (documents the adaptation interface; not instantiated)",
     M + "base.LogDensityFn": "typing.Protocol / type alias of a log density (not called)",
     M + "checks.MCMCDiagnosticWarning": "warning category (a Warning subclass)",
+    **{M + "graph_cache." + n: "plumbing of CompiledLogDensity's on-disk step-graph cache: called by run_step / "
+       "compile_graph with the keys, graphs and arguments they built, never with user input"
+       for n in ("graph_cache_dir", "logdensity_fingerprint", "step_graph_key", "load_graph", "save_graph",
+                 "drop_graph", "restore_meta")},
 }
 
 

@@ -152,6 +152,7 @@ class CompiledLogDensity:
         self.compile_seconds = 0.0       # time spent compiling graphs for this log density (wall clock)
         self.graphs: dict[tuple, "CompiledGraph"] = {}   # value-and-gradient graph per input layout
         self._kernels: dict[tuple, object] = {}          # sampler steps compiled on it (run_step), per layout
+        self._fingerprints: dict[tuple, str | None] = {}  # the log density's graph_cache fingerprint, per layout
         self._forward = None
 
     @property
@@ -225,7 +226,8 @@ class CompiledLogDensity:
         if graph is _MISSING:
             t = time.perf_counter()
             try:
-                self._kernels[key] = compile_graph(build(functional_value_and_grad(self.fn)), args, config=self.config)
+                self._kernels[key] = compile_graph(build(functional_value_and_grad(self.fn)), args, config=self.config,
+                                                   cache_key=self._graph_key(name, options, args))
                 self.compile_seconds += time.perf_counter() - t
             except Exception as err:  # noqa: BLE001 - make_fx / inductor failure: try torch.compile next
                 if self.strict:
@@ -241,6 +243,20 @@ class CompiledLogDensity:
             self._kernels[dynamo_key] = torch.compile(build(functional_value_and_grad(self.fn)), fullgraph=True,
                                                       dynamic=False, mode=self.mode)
         return self._kernels[dynamo_key]
+
+    def _graph_key(self, name: str, options: tuple, args: tuple) -> str | None:
+        """The on-disk key of a step graph (``graph_cache``): args[0] is the (C, d) batch of positions
+        at which the log density is fingerprinted.  None (no caching) when it cannot be traced."""
+        from . import graph_cache
+        x = args[0] if args and isinstance(args[0], torch.Tensor) and args[0].dim() == 2 else None
+        if x is None:
+            return None
+        layout = (tuple(x.shape), x.stride(), x.dtype, x.device)
+        if layout not in self._fingerprints:
+            self._fingerprints[layout] = graph_cache.logdensity_fingerprint(self.fn, x)
+        fingerprint = self._fingerprints[layout]
+        return None if fingerprint is None else graph_cache.step_graph_key(name, options, args, self.config,
+                                                                           fingerprint)
 
     def _fail(self, err, what, then):
         if self.strict:
@@ -370,7 +386,7 @@ def _cacheable():
 
 
 def compile_graph(fn: Callable[..., tuple], args: tuple, check: bool = True,
-                  config: CompileConfig | None = None) -> CompiledGraph:
+                  config: CompileConfig | None = None, cache_key: str | None = None) -> CompiledGraph:
     """Compile ``fn(*tensors) -> tuple of tensors`` into one inductor graph with no guards.
 
     ``torch.compile`` re-checks its guards and patches its config on every call (~0.2 ms on CPU,
@@ -379,15 +395,36 @@ def compile_graph(fn: Callable[..., tuple], args: tuple, check: bool = True,
     baked in) and handed to inductor's ``compile_fx``; the result is a plain callable specialised to
     the shapes, strides, dtypes and devices of ``args``, which the caller must keep (key its cache on
     them).  ``config`` (default ``CompileConfig()``) picks the mode and whether CPU kernels use SIMD.
-    ``check`` runs both on ``args`` once and raises if they disagree.
+    ``check`` runs both on ``args`` once and raises if they disagree.  ``cache_key``
+    (``graph_cache.step_graph_key``): keep the traced graph on disk under it and reuse it in later
+    processes instead of tracing again (a cached graph that disagrees with ``fn`` is dropped and
+    traced afresh).
     """
+    from . import graph_cache
+    loaded = graph_cache.load_graph(cache_key) if cache_key is not None else None
+    try:
+        return _compile_graph(fn, args, check, config or CompileConfig(), cache_key, loaded)
+    except Exception:  # noqa: BLE001 - a stale or broken cached graph: drop it and trace afresh
+        if loaded is None:
+            raise
+        graph_cache.drop_graph(cache_key)
+        return _compile_graph(fn, args, check, config or CompileConfig(), cache_key, None)
+
+
+def _compile_graph(fn, args, check, config, cache_key, loaded) -> CompiledGraph:
     from torch._inductor import cpu_vec_isa
     from torch._inductor.compile_fx import compile_fx
     from torch.fx.experimental.proxy_tensor import make_fx
-    config = config or CompileConfig()
-    gm = make_fx(fn, tracing_mode="fake", _allow_non_fake_inputs=True)(*args)   # closure data: constants
-    _nan_for_linalg_errors(gm)
-    numel = largest_numel(gm, args)
+    from . import graph_cache
+    if loaded is not None:
+        gm, numel = loaded
+        graph_cache.restore_meta(gm, args)
+    else:
+        gm = make_fx(fn, tracing_mode="fake", _allow_non_fake_inputs=True)(*args)   # closure data: constants
+        _nan_for_linalg_errors(gm)
+        numel = largest_numel(gm, args)
+        if cache_key is not None:
+            gm = graph_cache.restore_meta(graph_cache.save_graph(cache_key, gm, numel), args)
     simd = config.wants_simd(numel)
     on_cpu = all(a.device.type == "cpu" for a in args if isinstance(a, torch.Tensor))
     patches = _inductor_patches(config, simd, on_cpu)
@@ -411,10 +448,13 @@ def compile_graph(fn: Callable[..., tuple], args: tuple, check: bool = True,
             cpu_vec_isa.valid_vec_isa_list.cache_clear()
     if check:
         got, want = compiled(*args), fn(*args)
-        if len(got) != len(want):
-            raise RuntimeError(f"compiled graph returned {len(got)} outputs, eager {len(want)}")
-        for i, (a, b) in enumerate(zip(got, want)):
-            tol = _CHECK_TOL.get(a.dtype, 1e-6)          # fused loops reorder sums: a few ulps per op
-            torch.testing.assert_close(a, b, rtol=tol, atol=tol, equal_nan=True,
-                                       msg=lambda m, i=i: f"compiled graph output {i} differs from eager: {m}")
+        try:
+            if len(got) != len(want):
+                raise RuntimeError(f"compiled graph returned {len(got)} outputs, eager {len(want)}")
+            for i, (a, b) in enumerate(zip(got, want)):
+                tol = _CHECK_TOL.get(a.dtype, 1e-6)          # fused loops reorder sums: a few ulps per op
+                torch.testing.assert_close(a, b, rtol=tol, atol=tol, equal_nan=True,
+                                           msg=lambda m, i=i: f"compiled graph output {i} differs from eager: {m}")
+        except AssertionError as err:
+            raise RuntimeError(str(err)) from err
     return CompiledGraph(compiled, simd and on_cpu, numel)

@@ -1,0 +1,156 @@
+"""On-disk cache of traced sampler-step graphs, so that a warm start does not trace the step again.
+
+Inductor's FX graph and AOT autograd caches keep the compiled kernels between processes, but finding
+them needs the graph: ``compile_graph`` traces the step with ``make_fx`` first, and for a NUTS step
+(~450 ops, each through fake-tensor dispatch) that took 0.6-1 s of every warm start on this 2-core
+box, about half of a short run on a small model.  Here the traced step (an FX ``GraphModule``, its
+closure constants included) is pickled under a key computed without tracing the step:
+
+* the log density's fingerprint: its forward traced alone at the batch layout (a few dozen ops,
+  ~0.05-0.1 s; the gradient is derived from it by torch, whose version is in the key), hashed with
+  the graph's code and every constant tensor's bytes, so any change of the model's operations or
+  data changes the key;
+* the step's name, options, argument layouts and ``CompileConfig``;
+* the sources of this package (the step's code: tree, integrator, metric) and the torch version.
+
+A cached graph is still checked against the eager step on the real arguments (``compile_graph``'s
+``check``); a mismatch drops the entry and traces afresh.  The entries live next to inductor's own
+(``TORCHINDUCTOR_CACHE_DIR`` or its default, subfolder ``arrcoc_graphs``), are written atomically
+(two processes sampling the same model at once) and, like inductor's, are unpickled: the directory
+must be as trusted as inductor's cache.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import tempfile
+from pathlib import Path
+
+import torch
+
+__all__ = ["graph_cache_dir", "logdensity_fingerprint", "step_graph_key", "load_graph", "save_graph", "drop_graph", "restore_meta"]
+
+_SOURCES: list[str] = []      # this package's source hash, computed once per process
+
+
+def graph_cache_dir() -> Path:
+    """Where traced step graphs are kept: inductor's cache directory / arrcoc_graphs."""
+    from torch._inductor.runtime.cache_dir_utils import cache_dir
+    return Path(cache_dir()) / "arrcoc_graphs"
+
+
+def _source_hash() -> str:
+    if not _SOURCES:
+        h = hashlib.sha256()
+        for path in sorted(Path(__file__).resolve().parent.glob("*.py")):
+            h.update(path.name.encode())
+            h.update(path.read_bytes())
+        _SOURCES.append(h.hexdigest())
+    return _SOURCES[0]
+
+
+def _hash_graph(gm: torch.fx.GraphModule, h) -> None:
+    h.update(gm.code.encode())
+    for node in gm.graph.nodes:
+        if node.op == "get_attr":
+            value = getattr(gm, node.target, None)
+            if isinstance(value, torch.Tensor):
+                t = value.detach().cpu().contiguous()
+                h.update(f"{node.target}:{t.dtype}:{tuple(t.shape)}".encode())
+                h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+            else:
+                h.update(f"{node.target}:{value!r}".encode())
+
+
+def logdensity_fingerprint(logdensity_fn, x: torch.Tensor) -> str | None:
+    """Hash of ``logdensity_fn`` (C, d) -> (C,) traced alone at x's layout (code + constants), or None
+    when it cannot be traced (the step then cannot be either, and nothing is cached)."""
+    from torch.fx.experimental.proxy_tensor import make_fx
+    try:
+        gm = make_fx(logdensity_fn, tracing_mode="fake", _allow_non_fake_inputs=True)(x)
+    except Exception:  # noqa: BLE001 - untraceable: the caller compiles another way
+        return None
+    h = hashlib.sha256()
+    _hash_graph(gm, h)
+    return h.hexdigest()
+
+
+def step_graph_key(name: str, options: tuple, args: tuple, config, fingerprint: str) -> str:
+    """The cache key of a step graph (see the module docstring)."""
+    layouts = [(tuple(a.shape), a.stride(), str(a.dtype), str(a.device)) if isinstance(a, torch.Tensor) else repr(a)
+               for a in args]
+    text = repr((name, options, layouts, config, fingerprint, _source_hash(), torch.__version__))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def load_graph(key: str) -> tuple[torch.fx.GraphModule, int] | None:
+    """The traced graph and its largest tensor's element count stored under ``key``, or None."""
+    import torch._inductor.compile_fx  # noqa: F401 - the graph's ops (higher-order ops) must be importable
+    path = graph_cache_dir() / f"{key}.pkl"
+    try:
+        with open(path, "rb") as f:
+            entry = pickle.load(f)
+        if isinstance(entry, dict) and isinstance(entry.get("gm"), torch.fx.GraphModule) \
+                and isinstance(entry.get("numel"), int):
+            return _canonical(entry["gm"]), entry["numel"]
+    except FileNotFoundError:
+        return None
+    except Exception:  # noqa: BLE001 - a truncated or foreign file: forget it
+        drop_graph(key)
+    return None
+
+
+def save_graph(key: str, gm: torch.fx.GraphModule, numel: int) -> torch.fx.GraphModule:
+    """Store ``gm`` under ``key`` (atomically) and return it as a later process will load it (the
+    pickled round trip, so that the first and later processes hand inductor the same graph and its
+    caches' keys agree).  A graph that cannot be pickled is returned as it is, uncached."""
+    try:
+        constants = {n.target: getattr(gm, n.target) for n in gm.graph.nodes if n.op == "get_attr"}
+        gm = torch.fx.GraphModule(constants, gm.graph)      # the graph and its constants, nothing else
+        blob = pickle.dumps({"gm": gm, "numel": int(numel)})
+        gm = _canonical(pickle.loads(blob)["gm"])
+    except Exception:  # noqa: BLE001 - not picklable: traced again by every process
+        return gm
+    try:
+        folder = graph_cache_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{key}.")
+        with os.fdopen(fd, "wb") as f:
+            f.write(blob)
+        os.replace(tmp, folder / f"{key}.pkl")
+    except OSError:                # no writable cache directory: traced again by every process
+        pass
+    return gm
+
+
+def restore_meta(gm: torch.fx.GraphModule, args: tuple) -> torch.fx.GraphModule:
+    """Give a loaded graph's inputs the static fake values (``node.meta["val"]``) that tracing leaves
+    on them, from ``args``: inductor takes its fake mode from them, and without them would compile
+    the graph for symbolic shapes (and key its caches on the symbols' process-dependent names)."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    mode = FakeTensorMode(allow_non_fake_inputs=True)
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    if len(placeholders) != len(args):
+        raise ValueError(f"cached graph takes {len(placeholders)} inputs, the step {len(args)}")
+    for node, a in zip(placeholders, args):
+        if isinstance(a, torch.Tensor):
+            node.meta["val"] = mode.from_tensor(a, static_shapes=True)
+    return gm
+
+
+def _canonical(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    """``gm`` without the stack traces its unpickling recorded (they name the process's n-th
+    generated code object, which would make inductor's cache keys differ between processes)."""
+    for node in gm.graph.nodes:
+        node.meta.pop("stack_trace", None)
+    gm.recompile()
+    return gm
+
+
+def drop_graph(key: str) -> None:
+    """Remove the entry under ``key`` if there is one."""
+    try:
+        (graph_cache_dir() / f"{key}.pkl").unlink()
+    except OSError:
+        pass

@@ -1,0 +1,96 @@
+"""The on-disk cache of traced step graphs (arrcoc.bayes.mcmc.graph_cache): the key follows the log
+density's operations and data, a second CompiledLogDensity reuses the stored graph with the same
+results, and a corrupt or stale entry is dropped and traced again; the dense metric's L^{-T}."""
+import shutil
+
+import pytest
+import torch
+
+from arrcoc.bayes.mcmc import CompiledLogDensity, make_metric
+from arrcoc.bayes.mcmc import graph_cache
+from arrcoc.bayes.mcmc.compiled import autograd_value_and_grad
+from arrcoc.bayes.mcmc.metrics import Metric, momentum_from_normal
+
+needs_cxx = pytest.mark.skipif(not any(shutil.which(c) for c in ("g++", "c++", "clang++")),
+                               reason="compiling on CPU needs a C++ compiler")
+F64 = torch.float64
+
+
+def test_fingerprint_follows_operations_and_data():
+    x = torch.zeros(3, 2, dtype=F64)
+    a, b = torch.tensor([1.0, 2.0], dtype=F64), torch.tensor([1.0, 2.5], dtype=F64)
+
+    def f(d):
+        return lambda q: -0.5 * ((q - d) ** 2).sum(-1)
+    same = [graph_cache.logdensity_fingerprint(f(a), x), graph_cache.logdensity_fingerprint(f(a.clone()), x)]
+    assert same[0] is not None and same[0] == same[1]                        # same ops, same data
+    assert graph_cache.logdensity_fingerprint(f(b), x) != same[0]            # other data
+    assert graph_cache.logdensity_fingerprint(lambda q: -((q - a) ** 2).sum(-1), x) != same[0]   # other ops
+    # the layouts are the step key's part: another batch shape, dtype or option is another key
+    from arrcoc.bayes.mcmc import CompileConfig
+    key = graph_cache.step_graph_key("s", (1,), (x,), CompileConfig(), same[0])
+    assert key == graph_cache.step_graph_key("s", (1,), (x.clone(),), CompileConfig(), same[0])
+    for other in [graph_cache.step_graph_key("s", (1,), (torch.zeros(4, 2, dtype=F64),), CompileConfig(), same[0]),
+                  graph_cache.step_graph_key("s", (1,), (x.float(),), CompileConfig(), same[0]),
+                  graph_cache.step_graph_key("s", (2,), (x,), CompileConfig(), same[0]),
+                  graph_cache.step_graph_key("s", (1,), (x,), CompileConfig(vectorize=True), same[0])]:
+        assert other != key
+
+    def untraceable(q):
+        return -q.sum(-1) if bool(q.sum() > 0) else q.sum(-1)
+    assert graph_cache.logdensity_fingerprint(untraceable, x) is None
+
+
+def _step(value_and_grad_fn):
+    def step(q, eps):                                    # one gradient-ascent step and its log density
+        lp, g = value_and_grad_fn(q)
+        return q + eps * g, lp
+    return step
+
+
+@needs_cxx
+def test_step_graph_is_stored_reused_and_replaced_when_stale(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))
+    data = torch.tensor([0.5, -1.0, 2.0], dtype=F64)
+
+    def logp(q):
+        return -0.5 * ((q - data) ** 2).sum(-1) - torch.log1p(q * q).sum(-1)
+    q = torch.tensor([[0.1, 0.2, 0.3], [1.0, -1.0, 0.5]], dtype=F64)
+    eps = torch.tensor(0.1, dtype=F64)
+    want = _step(lambda x: autograd_value_and_grad(logp, x))(q, eps)             # eager autograd
+    first = CompiledLogDensity(logp, vectorize=False)
+    got1 = first.run_step("test step", (), _step, (q, eps))
+    key = first._graph_key("test step", (), (q, eps))
+    path = graph_cache.graph_cache_dir() / f"{key}.pkl"
+    assert path.is_file() and graph_cache.load_graph(key) is not None
+    second = CompiledLogDensity(logp, vectorize=False)              # a new object (as in a new process)
+    got2 = second.run_step("test step", (), _step, (q, eps))
+    for a, b, c in zip(got1, got2, want):
+        torch.testing.assert_close(a, c)
+        torch.testing.assert_close(b, c)
+    path.write_bytes(b"not a pickle")                               # a corrupt entry: dropped, traced again
+    got3 = CompiledLogDensity(logp, vectorize=False).run_step("test step", (), _step, (q, eps))
+    torch.testing.assert_close(got3[0], want[0])
+    assert graph_cache.load_graph(key) is not None
+    # a stale entry (another function's graph under this key) fails the check and is replaced
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    from arrcoc.bayes.mcmc.compiled import functional_value_and_grad
+    wrong = make_fx(_step(functional_value_and_grad(lambda x: -(x * x).sum(-1))), tracing_mode="fake")(q, eps)
+    graph_cache.save_graph(key, wrong, 6)
+    got4 = CompiledLogDensity(logp, vectorize=False).run_step("test step", (), _step, (q, eps))
+    torch.testing.assert_close(got4[0], want[0])
+    torch.testing.assert_close(got4[1], want[1])
+
+
+def test_dense_metric_momentum_factor_is_the_inverse_transpose():
+    g = torch.Generator().manual_seed(3)
+    A = torch.randn(2, 4, 4, generator=g, dtype=F64)
+    inverse_mass = A @ A.transpose(-1, -2) + 0.5 * torch.eye(4, dtype=F64)      # (C, d, d)
+    metric = make_metric(inverse_mass)
+    U = metric.momentum_factor                                                  # (C, d, d) L^{-T}
+    torch.testing.assert_close(U @ U.transpose(-1, -2), torch.linalg.inv(inverse_mass))   # covariance M
+    assert torch.equal(U, U.triu())
+    z = torch.randn(2, 4, generator=g, dtype=F64)
+    torch.testing.assert_close(momentum_from_normal(metric, z),
+                               momentum_from_normal(Metric(metric.inverse_mass, metric.chol), z))  # the solve

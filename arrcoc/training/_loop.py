@@ -83,26 +83,30 @@ class Joint(nn.Module):
         self.model, self.reader = model, reader
 
     def forward(self, batch: dict, allocation: Tensor | None, budget, generator, deterministic: bool,
-                relevance: bool) -> dict:
+                relevance: bool, pointer: bool = False) -> dict:
         pixel_values = batch["pixel_values"]
         n = pixel_values.shape[0]
         # every trainable parameter enters the graph (times 0), so DDP never meets an unused one
         zero = sum(p.reshape(-1)[0] * 0.0 for p in self.parameters() if p.requires_grad)
         if n == 0:  # every row of this slice was bad: a zero loss keeps the processes in step
-            return {"answer": zero, "relevance": zero, "correct": 0, "tokens": 0}
+            return {"answer": zero, "relevance": zero, "pointer": zero, "correct": 0, "tokens": 0}
         m = self.model
         ids, mask = m.tokenize_queries(batch["queries"], device=pixel_values.device)  # (n, T)
         kw = {} if allocation is None else {"allocation": allocation}
         out = m(pixel_values, queries=batch["queries"], budget=budget, generator=generator,
                 deterministic=deterministic, **kw)
-        logits = self.reader(out.last_hidden_state, out.attention_mask, out.token_region, ids, mask)  # (n, A)
+        read = self.reader.forward_detailed(out.last_hidden_state, out.attention_mask, out.token_region, ids, mask)
+        logits = read.logits  # (n, A)
         answer = F.cross_entropy(logits.float(), batch["labels"], reduction="sum")
-        rel = zero
+        rel = point = zero
+        if pointer and bool(batch["has_target"].any()):
+            logq = torch.log_softmax(read.region_logits.float(), -1)  # (n, R) where the reader looks
+            point = -(batch["target"] * logq).sum(-1)[batch["has_target"]].sum()
         if relevance and bool(batch["has_target"].any()):
             logp = torch.log_softmax(out.relevance_mean.float(), -1)  # (n, R)
             rel = -(batch["target"] * logp).sum(-1)[batch["has_target"]].sum()
         correct = int((logits.argmax(-1) == batch["labels"]).sum())
-        return {"answer": answer + zero, "relevance": rel, "correct": correct,
+        return {"answer": answer + zero, "relevance": rel, "pointer": point, "correct": correct,
                 "tokens": int(out.tokens_per_image.sum()), "logits": logits}
 
 

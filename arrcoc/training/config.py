@@ -81,6 +81,10 @@ class TrainConfig:
     answer_vocab: an explicit answer vocabulary (overrides the one built from the training set).
     relevance_loss_weight: weight of the region-target cross-entropy (softmax of the relevance
         posterior mean against the target region) that trains the query head and calibration; 1.
+    pointer_loss_weight: weight of the reader's pointer loss (``ReaderHead``'s region logits against
+        the row's target regions; rows without a target are left out), used when the reader trains
+        and the data have a target column; 1. On the easy-vqa scenes it is what lets a fresh reader
+        learn where to look from a few thousand questions (README, accuracy per token).
     max_grad_norm: gradient clipping (global norm); 1.0 keeps early steps of fresh heads stable.
         None = no clipping.
     eval_every: optimizer steps between evaluations on ``eval_dataset``; 0 = only at the end.
@@ -117,6 +121,7 @@ class TrainConfig:
     max_answer_classes: int | None = None
     answer_vocab: tuple | None = None
     relevance_loss_weight: float = 1.0
+    pointer_loss_weight: float = 1.0
     max_grad_norm: float | None = 1.0
     eval_every: int = 0
     eval_policy: str = "arrcoc"
@@ -164,6 +169,7 @@ class TrainConfig:
         if self.answer_vocab is not None:
             self.answer_vocab = self._vocab(self.answer_vocab)
         self.relevance_loss_weight = check_real(self.relevance_loss_weight, "relevance_loss_weight", low=0.0)
+        self.pointer_loss_weight = check_real(self.pointer_loss_weight, "pointer_loss_weight", low=0.0)
         if self.max_grad_norm is not None:
             self.max_grad_norm = check_real(self.max_grad_norm, "max_grad_norm", low=0.0, low_open=True)
         self.eval_every = check_int(self.eval_every, "eval_every", minimum=0)

@@ -48,7 +48,8 @@ __all__ = ["train", "TrainResult", "find_checkpoint"]
 
 logger = logging.getLogger("arrcoc.training")
 _CKPT = "checkpoints"
-_STATS = 7  # answer loss sum, relevance loss sum, correct, rows used, rows with a target, tokens, micro-batches
+_STATS = 8  # answer loss sum, relevance loss sum, correct, rows used, rows with a target, tokens, micro-batches,
+#            pointer loss sum
 
 
 @dataclass
@@ -184,6 +185,7 @@ def train(config: TrainConfig, model: ARRCOCVisionModel, reader: ReaderHead | No
     set_trainable(model, reader, cfg, calib_by_gradient=(method == "gradient"))
     want_relevance = has_targets and cfg.relevance_loss_weight > 0 and (
         "query_head" in cfg.train_parts or ("calibration" in cfg.train_parts and method == "gradient"))
+    want_pointer = has_targets and cfg.pointer_loss_weight > 0 and "reader" in cfg.train_parts
     joint = Joint(model, reader)
     optimizer = build_optimizer(joint, cfg)
 
@@ -271,11 +273,14 @@ def train(config: TrainConfig, model: ARRCOCVisionModel, reader: ReaderHead | No
             thompson = torch.Generator(device=acc.device).manual_seed(mix_seed(cfg.seed, 7, micro, acc.process_index))
             with acc.accumulate(joint):
                 out = joint({k: v.to(acc.device) if isinstance(v, Tensor) else v for k, v in batch.items()},
-                            alloc, bud if bud is not None else budget, thompson, cfg.deterministic, want_relevance)
+                            alloc, bud if bud is not None else budget, thompson, cfg.deterministic, want_relevance,
+                            want_pointer)
                 scale = acc.num_processes
                 loss = out["answer"] * scale / max(int(counts[0]), 1)
                 if want_relevance:
                     loss = loss + cfg.relevance_loss_weight * out["relevance"] * scale / max(int(counts[1]), 1)
+                if want_pointer:
+                    loss = loss + cfg.pointer_loss_weight * out["pointer"] * scale / max(int(counts[1]), 1)
                 acc.backward(loss)
                 if acc.sync_gradients and cfg.max_grad_norm is not None:
                     acc.clip_grad_norm_([p for p in joint.parameters() if p.requires_grad], cfg.max_grad_norm)
@@ -283,7 +288,9 @@ def train(config: TrainConfig, model: ARRCOCVisionModel, reader: ReaderHead | No
                 optimizer.zero_grad(set_to_none=True)
             sums += torch.tensor([float(out["answer"].detach()), float(out["relevance"].detach()
                                         if isinstance(out["relevance"], Tensor) else out["relevance"]), out["correct"], n,
-                                  int(batch["has_target"].sum()), out["tokens"], 1], dtype=torch.float64)
+                                  int(batch["has_target"].sum()), out["tokens"], 1,
+                                  float(out["pointer"].detach() if isinstance(out["pointer"], Tensor) else out["pointer"])],
+                                 dtype=torch.float64)
             if not acc.sync_gradients:
                 continue
             lr = scheduler.get_last_lr()[0]  # the rate this step used
@@ -295,10 +302,12 @@ def train(config: TrainConfig, model: ARRCOCVisionModel, reader: ReaderHead | No
             used = max(float(tot[3]), 1.0)
             rec = {"step": step, "epoch": epoch, "answer_loss": float(tot[0]) / used,
                    "relevance_loss": float(tot[1]) / max(float(tot[4]), 1.0) if want_relevance else None,
+                   "pointer_loss": float(tot[7]) / max(float(tot[4]), 1.0) if want_pointer else None,
                    "accuracy": float(tot[2]) / used, "tokens_per_image": float(tot[5]) / used,
                    "rows": int(sc.sum()), "used": int(tot[3]), "lr": lr,
                    "policies": used_policies}
-            rec["loss"] = rec["answer_loss"] + (cfg.relevance_loss_weight * rec["relevance_loss"] if want_relevance else 0.0)
+            rec["loss"] = (rec["answer_loss"] + (cfg.relevance_loss_weight * rec["relevance_loss"] if want_relevance else 0.0)
+                           + (cfg.pointer_loss_weight * rec["pointer_loss"] if want_pointer else 0.0))
             history.append(rec)
             sums.zero_()
             status_counts.zero_()

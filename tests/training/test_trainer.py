@@ -218,3 +218,17 @@ def test_bf16_on_a_cpu_without_it_falls_back_with_a_warning(caplog):
     assert got == ("bf16" if native else "no")
     assert native or "training in float32" in caplog.text
     assert _check_mixed_precision(TrainConfig(), use_cpu=True) == "no"
+
+
+def test_reader_pointer_learns_from_target_regions(tmp_path):
+    """With a target column and the reader training, the pointer loss (``pointer_loss_weight``) is
+    logged and falls: the reader learns where the answer is; with weight 0 it is not computed."""
+    res = train(_cfg(tmp_path / "a", num_epochs=3, deterministic=True, learning_rate=3e-3,
+                     train_parts=("reader",), answer_vocab=("yes", "no"), seed=0),
+                tiny_model(), None, _striped_or_plain(64))
+    point = [h["pointer_loss"] for h in res.history]
+    assert len(point) == 24 and all(np.isfinite(point))
+    assert np.mean(point[-8:]) < 0.8 * np.mean(point[:8]), point
+    res0 = train(_cfg(tmp_path / "b", num_steps=2, pointer_loss_weight=0.0, train_parts=("reader",),
+                      answer_vocab=("yes", "no"), seed=0), tiny_model(), None, _striped_or_plain(16))
+    assert all(h["pointer_loss"] is None for h in res0.history)

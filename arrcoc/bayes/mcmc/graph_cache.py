@@ -68,7 +68,9 @@ def logdensity_fingerprint(logdensity_fn, x: torch.Tensor) -> str | None:
     when it cannot be traced (the step then cannot be either, and nothing is cached)."""
     from torch.fx.experimental.proxy_tensor import make_fx
     try:
-        gm = make_fx(logdensity_fn, tracing_mode="fake", _allow_non_fake_inputs=True)(x)
+        def forward(q):                         # one positional argument, whatever fn's signature
+            return logdensity_fn(q)
+        gm = make_fx(forward, tracing_mode="fake", _allow_non_fake_inputs=True)(x)
     except Exception:  # noqa: BLE001 - untraceable: the caller compiles another way
         return None
     h = hashlib.sha256()

@@ -36,6 +36,10 @@ def test_fingerprint_follows_operations_and_data():
                   graph_cache.step_graph_key("s", (1,), (x,), CompileConfig(vectorize=True), same[0])]:
         assert other != key
 
+    from arrcoc.bayes.mcmc import Model                    # a Model's flat log density (extra parameters)
+    model = Model(lambda v: -0.5 * (v["z"] ** 2).sum(-1), {"z": (2, None)})
+    assert graph_cache.logdensity_fingerprint(model.logdensity, x) is not None
+
     def untraceable(q):
         return -q.sum(-1) if bool(q.sum() > 0) else q.sum(-1)
     assert graph_cache.logdensity_fingerprint(untraceable, x) is None

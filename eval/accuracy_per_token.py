@@ -278,8 +278,10 @@ def _train_reader(model, train, val, run: RunConfig, seed: int, log=print):
 
 
 def _score(model, reader, cache, labels, run, seed):
-    """Per (policy, budget): per-question correctness and tokens per image on ``cache``."""
-    out = {}
+    """Per (policy, budget): per-question correctness and tokens per image on ``cache``. A batch
+    whose allocation an earlier policy already gave it (every policy's is full detail at 100 %) is
+    not read again: the same input, the same answers."""
+    out, seen = {}, {}
     budgets = _budgets(cache, run.budget_fractions)
     with torch.inference_mode():
         for policy in _policies(cache):
@@ -289,7 +291,10 @@ def _score(model, reader, cache, labels, run, seed):
                 for start in range(0, len(labels), 128):
                     idx = torch.arange(start, min(start + 128, len(labels)))
                     alloc = _allocate(policy, model, cache, idx, budget, gen)
-                    hits.append(_logits(model, reader, cache, idx, alloc).argmax(-1) == labels[idx])
+                    key = (start, tuple(alloc.shape), alloc.numpy().tobytes())
+                    if key not in seen:
+                        seen[key] = _logits(model, reader, cache, idx, alloc).argmax(-1) == labels[idx]
+                    hits.append(seen[key])
                     tokens.append(cache.global_tokens.shape[1] + alloc.sum(-1))
                 out[(policy, budget)] = (torch.cat(hits).numpy(), torch.cat(tokens).float().numpy())
     return out

@@ -1,6 +1,7 @@
 """eval.policies + eval.token_cache: the DPP's greedy MAP, every policy within its budget, the cache = the model."""
 import itertools
 
+import numpy as np
 import pytest
 import torch
 
@@ -201,3 +202,31 @@ def test_token_bank_assembles_what_the_cache_assembles(encoded):
     assert torch.equal(ref[1], mine[1]) and torch.equal(ref[2], mine[2])
     assert torch.allclose(ref[0], mine[0], atol=1e-5, rtol=0)
     assert float(mine[0][~mine[1].bool()].abs().max()) == 0.0  # padding is zeros, as the model pads
+
+
+def test_scoring_reads_each_distinct_allocation_once_and_answers_as_a_fresh_read(encoded):
+    """``_score``: at 100 % every deterministic policy's allocation is full detail, read once; each
+    (policy, budget) equals reading its allocation afresh."""
+    from eval.accuracy_per_token import RunConfig, _Split, _allocate, _budgets, _labels, _logits, _score
+    from eval.easyvqa_scenes import ANSWERS
+    from eval.token_cache import TokenBank
+    from arrcoc.training.reader import ReaderConfig, ReaderHead
+
+    model, scenes, cache = encoded
+    torch.manual_seed(0)
+    reader = ReaderHead(ReaderConfig.for_encoder(model, num_answers=len(ANSWERS), dim=16, num_heads=2)).eval()
+    split = _Split(cache, bank=TokenBank(model, cache))
+    labels = _labels(scenes)
+    run = RunConfig(budget_fractions=(0.25, 1.0), seeds=(0,))
+    calls = []
+    out = _score(model, lambda *a: calls.append(1) or reader(*a), split, labels, run, seed=0)
+    full = cache.full_tokens
+    assert np.array_equal(out[("uniform", full)][0], out[("full", full)][0])
+    assert len(calls) < len(out)  # the repeated full-detail reads were skipped
+    b = _budgets(cache, run.budget_fractions)[0]
+    gen = torch.Generator().manual_seed(b)
+    idx = torch.arange(len(labels))
+    alloc = _allocate("arrcoc_thompson", model, split, idx, b, gen)
+    with torch.no_grad():
+        fresh = (_logits(model, reader, split, idx, alloc).argmax(-1) == labels).numpy()
+    assert np.array_equal(out[("arrcoc_thompson", b)][0], fresh)

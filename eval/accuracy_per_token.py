@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .easyvqa_scenes import ANSWERS, SHAPES, EasyVQAScenesConfig, build_scenes
+from .easyvqa_scenes import ANSWERS, COLOURS, SHAPES, EasyVQAScenesConfig, build_scenes
 from .policies import POLICIES, allocate_policy
 from .resolvability import resolvability
 from .token_cache import TokenBank, benchmark_config, calibrate_supervised, encode, rescore, score_questions, take_output
@@ -151,8 +151,6 @@ def _targets(scenes, num_regions: int) -> torch.Tensor:
 
 def _attributes(scenes, num_regions: int) -> torch.Tensor:
     """(S, R, 2) long: each region's item shape (1 + index in SHAPES, 0 none) and colour (likewise)."""
-    from .easyvqa_scenes import COLOURS, SHAPES
-
     out = torch.zeros(len(scenes), num_regions, 2, dtype=torch.long)
     for i, sc in enumerate(scenes):
         for it in sc.items:
@@ -241,8 +239,6 @@ def _train_reader(model, train, val, run: RunConfig, seed: int, log=print):
     torch.manual_seed(seed)
     reader = ReaderHead(ReaderConfig.for_encoder(model, num_answers=len(ANSWERS), dim=run.reader_dim,
                                                  num_layers=run.reader_layers))
-    from .easyvqa_scenes import COLOURS
-
     probe = torch.nn.Linear(run.reader_dim, 1 + len(SHAPES) + 1 + len(COLOURS))  # the attribute head
     opt = torch.optim.AdamW(list(reader.parameters()) + list(probe.parameters()), lr=run.learning_rate,
                             weight_decay=0.01)

@@ -75,6 +75,13 @@ def mix_seed(*parts: int) -> int:
     return h >> 1
 
 
+def _target_nll(logits: Tensor, batch: dict) -> Tensor:
+    """Summed cross-entropy of softmax(logits) (n, R) against the rows' target distributions, over the
+    rows that have a target."""
+    logp = torch.log_softmax(logits.float(), -1)  # (n, R)
+    return -(batch["target"] * logp).sum(-1)[batch["has_target"]].sum()
+
+
 class Joint(nn.Module):
     """Encoder + reader as one module (one DDP wrapper); forward returns the loss sums of a batch."""
 
@@ -100,11 +107,9 @@ class Joint(nn.Module):
         answer = F.cross_entropy(logits.float(), batch["labels"], reduction="sum")
         rel = point = zero
         if pointer and bool(batch["has_target"].any()):
-            logq = torch.log_softmax(read.region_logits.float(), -1)  # (n, R) where the reader looks
-            point = -(batch["target"] * logq).sum(-1)[batch["has_target"]].sum()
+            point = _target_nll(read.region_logits, batch)  # where the reader looks against the target
         if relevance and bool(batch["has_target"].any()):
-            logp = torch.log_softmax(out.relevance_mean.float(), -1)  # (n, R)
-            rel = -(batch["target"] * logp).sum(-1)[batch["has_target"]].sum()
+            rel = _target_nll(out.relevance_mean, batch)  # the posterior's mean against the target
         correct = int((logits.argmax(-1) == batch["labels"]).sum())
         return {"answer": answer + zero, "relevance": rel, "pointer": point, "correct": correct,
                 "tokens": int(out.tokens_per_image.sum()), "logits": logits}

@@ -5,7 +5,10 @@ entropy, centre-surround, spectral residual, the learned query cross-attention, 
 question channels: ConSE over a 1000-class head with 384-dim label embeddings, text strokes, colour,
 position), the closed-form posterior, Thompson sampling and the exact DP allocation. The peer is one forward pass of
 transformers.ViTModel(ViTConfig()) (ViT-B/16, 224 px, random weights) on the same batch of 8 images.
-Medians over repeats, torch.no_grad, CPU unless --device says otherwise.
+Medians over repeats, torch.no_grad, CPU unless --device says otherwise. The pretrained default's
+own looks before it allocates (the glimpse pass and the ConSE channel's 224-px region crops, both
+through EfficientNet-Lite0) are backbone work, not allocator work; they are timed too, against the
+same ViT-B/16 (``--no-looks`` skips them).
 
     .venv/bin/python benchmarks/allocator.py [--repeats 10] [--vit-repeats 3] [--device cpu] [--threads 1 2]
                                              [--contention]
@@ -69,6 +72,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--contention", type=int, nargs="?", const=-1, default=None, metavar="N",
                     help="N competing busy processes during the run (default: one per core left to others); "
                          "also time the allocator at the serving thread setting")
+    ap.add_argument("--no-looks", action="store_true",
+                    help="skip timing the pretrained default's glimpse and ConSE crops (EfficientNet-Lite0)")
     args = ap.parse_args(argv)
     threads = args.threads or sorted({1, torch.get_num_threads()})
     from benchmarks.contention import competing_load, default_count
@@ -152,7 +157,33 @@ def _run(args) -> dict:
         print(f"R={R:3d} (budget {cfg.budget}): allocator {t_all * 1e3:7.2f} ms = {pct:5.2f} % of ViT-B/16 "
               f"[scorers {t_score * 1e3:.2f} ms, posterior {t_post * 1e3:.2f} ms, DP {t_dp * 1e3:.2f} ms; "
               f"greedy would be {t_greedy * 1e3:.2f} ms]  goal < 3 %: {'met' if pct < 3 else 'NOT met'}")
+    if not args.no_looks:
+        results["looks"] = _looks(args, device, pixels.shape[0], t_vit)
     return results
+
+
+def _looks(args, device, B: int, t_vit: float) -> dict:
+    """The pretrained default's own looks before allocating, through its packaged EfficientNet-Lite0:
+    the glimpse (one 512-px pass per image) and the ConSE channel's crops (16 regions x 224 px per
+    image, ``concept_side`` 7). Backbone passes, not the allocator; timed against the same ViT-B/16."""
+    from arrcoc.modeling import ARRCOCVisionConfig, ARRCOCVisionModel
+    from arrcoc.modeling.regions import grid_boxes
+
+    try:
+        model = ARRCOCVisionModel(ARRCOCVisionConfig()).eval().to(device)
+    except ImportError as err:  # the weights package is missing: say so, time nothing
+        print(f"looks: skipped ({err})")
+        return {}
+    pixels = torch.randn(B, 3, 640, 640, device=device)
+    boxes = grid_boxes(640, 640, model.config.grid, B, device=device)
+    with torch.no_grad():
+        t_glimpse = _median_time(lambda: model.glimpse(pixels), args.vit_repeats, device)
+        t_crops = _median_time(lambda: model.concept_crops(pixels, boxes), args.vit_repeats, device)
+    for name, t in (("glimpse (512-px pass)", t_glimpse),
+                    (f"ConSE crops ({boxes.shape[1]} x 224 px)", t_crops)):
+        print(f"look: {name:28s} {t * 1e3:8.1f} ms = {100 * t / t_vit:5.1f} % of ViT-B/16 (backbone passes, "
+              "not the allocator)")
+    return {"glimpse_s": t_glimpse, "concept_crops_s": t_crops}
 
 
 if __name__ == "__main__":

@@ -34,10 +34,13 @@ def benchmark_config(**overrides):
     glimpse_side 8: the allocator's own look (a 256-px pass, 2x2 feature cells per region); not
         counted as visual tokens, as in the product.
     budget 101: 25 % of full detail (4 + 16 x 25 = 404 tokens), the budget the issue's target names.
+    concept_side 0: the ConSE channel reads the same 256-px glimpse (the product's default, 224-px
+        crops per region, would cost more than this quarter-size world's whole top level, and the
+        committed results were measured this way).
     """
     from arrcoc.modeling import ARRCOCVisionConfig
 
-    kw = dict(levels=(0, 4, 9, 16, 25), global_tokens=4, glimpse_side=8, budget=101, image_size=640)
+    kw = dict(levels=(0, 4, 9, 16, 25), global_tokens=4, glimpse_side=8, budget=101, image_size=640, concept_side=0)
     kw.update(overrides)
     return ARRCOCVisionConfig(**kw)
 
@@ -70,6 +73,7 @@ class SceneCache(NamedTuple):
     height: int
     width: int
     evidence: tuple | None = None  # (obs (Q, K, R), mask (Q, K, R), factor (Q, R, E), its channels, loc, scale)
+    concept_features: Tensor | None = None  # (S, R, D) float32: what the ConSE channel classified (None: region_features)
 
     def assemble(self, model, index: Tensor, allocation: Tensor):
         """Encoder output for questions ``index`` (B,) under ``allocation`` (B, R) of levels ->
@@ -186,15 +190,16 @@ def _region_pixels(model, pv: Tensor, boxes: Tensor) -> Tensor:
     return crop_resize(rgb, torch.arange(S).repeat_interleave(R), boxes.reshape(-1, 4), sp).reshape(S, R, 3, sp, sp)
 
 
-def _score_questions(model, rf: Tensor, pix: Tensor, texts, dtype):
+def _score_questions(model, rf: Tensor, pix: Tensor, texts, dtype, cf: Tensor | None = None):
     """The allocator on one scene's glimpse features rf (R, D) and crops pix (R, 3, s, s) for each
-    question: (RelevanceOutput, scorer evidence (obs, mask, factor, channels, loc, scale))."""
+    question (cf (R, D): the ConSE channel's features, None: rf): (RelevanceOutput, scorer evidence
+    (obs, mask, factor, channels, loc, scale))."""
     n = len(texts)
     ids, am = model.tokenize_queries(texts)
     q_emb = model.query_encoder(ids, am)  # (n, T, Dq)
     question = model.question_batch(texts, rf.device, dtype)
     kw = dict(region_pixels=pix[None].expand(n, -1, -1, -1, -1), query_embeds=q_emb, query_mask=am.bool(),
-              question=question)
+              question=question, concept_features=None if cf is None else cf[None].expand(n, -1, -1))
     feats = rf[None].expand(n, -1, -1)  # (n, R, D)
     out = model.allocator(feats, deterministic=True, **kw)
     _, obs, msk, (fac, chans), loc, scale = model.allocator.score(feats, **kw)
@@ -219,7 +224,8 @@ def score_questions(model, cache: SceneCache, scenes) -> SceneCache:
             continue
         pv = _pixels(model, [sc.image])
         pix = _region_pixels(model, pv, grid_boxes(pv.shape[2], pv.shape[3], model.config.grid, 1))
-        out, ev = _score_questions(model, cache.region_features[i], pix[0], texts, pv.dtype)
+        cf = None if cache.concept_features is None else cache.concept_features[i]
+        out, ev = _score_questions(model, cache.region_features[i], pix[0], texts, pv.dtype, cf)
         outs.append(out)
         evid.append(ev)
     return cache._replace(relevance=cat_outputs(outs), evidence=_join_evidence(evid))
@@ -240,7 +246,8 @@ def encode(model, scenes, batch_size: int = 4, progress=None) -> SceneCache:
     model.eval()
     levels = list(model.config.levels[1:])
     glob, feats, regs, outs, scene_of, qtexts = [], {lv: [] for lv in levels}, [], [], [], []
-    evid = []
+    evid, concepts = [], []
+    concept = model.allocator.concept is not None and model.config.concept_side > 0
     for start in range(0, len(scenes), batch_size):
         chunk = scenes[start:start + batch_size]
         pv = _pixels(model, [sc.image for sc in chunk])  # (S, 3, H, W) normalised for the backbone
@@ -248,8 +255,10 @@ def encode(model, scenes, batch_size: int = 4, progress=None) -> SceneCache:
         boxes = grid_boxes(H, W, model.config.grid, S)  # (S, R, 4)
         R = boxes.shape[1]
         g, rf = model.glimpse(pv)  # (S, g*g, D), (S, R, D)
+        cf = model.concept_crops(pv, boxes) if concept else None  # (S, R, D): the ConSE channel's look
         glob.append(g.half())
         regs.append(rf)
+        concepts.append(cf)
         every = torch.ones(S, R, dtype=torch.bool)
         for lv in levels:
             enc = model.encode_regions(pv, boxes, torch.full((S, R), lv), every)  # {(s, r): (lv, D)}
@@ -259,7 +268,7 @@ def encode(model, scenes, batch_size: int = 4, progress=None) -> SceneCache:
             texts = [q[0] for q in sc.questions]
             if not texts:
                 continue
-            out, ev = _score_questions(model, rf[s], pix[s], texts, pv.dtype)
+            out, ev = _score_questions(model, rf[s], pix[s], texts, pv.dtype, None if cf is None else cf[s])
             outs.append(out)
             evid.append(ev)
             scene_of += [start + s] * len(texts)
@@ -269,7 +278,8 @@ def encode(model, scenes, batch_size: int = 4, progress=None) -> SceneCache:
     ids, am = model.tokenize_queries(qtexts)
     evidence = _join_evidence(evid)
     return SceneCache(torch.cat(glob), {lv: torch.cat(v) for lv, v in feats.items()}, torch.cat(regs),
-                      torch.tensor(scene_of, dtype=torch.long), cat_outputs(outs), ids, am.bool(), H, W, evidence)
+                      torch.tensor(scene_of, dtype=torch.long), cat_outputs(outs), ids, am.bool(), H, W, evidence,
+                      torch.cat(concepts) if concept else None)
 
 
 def calibrate_supervised(model, cache: SceneCache, target_regions, peak: float | None = None):

@@ -53,6 +53,8 @@ class ARRCOCVisionOutput(ModelOutput):
     token_region (B, N_max) long: region of each token; -1 global thumbnail, -2 padding.
     tokens_per_image (B,) long: global tokens + allocation.sum(-1) (== attention_mask.sum(-1)).
     region_features (B, R, D): glimpse features the allocator saw.
+    concept_features (B, R, D): features the ConSE channel classified (each region's own crop at
+        ``config.concept_side``); None when it read region_features or did not run.
     """
 
     last_hidden_state: Tensor | None = None
@@ -65,6 +67,7 @@ class ARRCOCVisionOutput(ModelOutput):
     token_region: Tensor | None = None
     tokens_per_image: Tensor | None = None
     region_features: Tensor | None = None
+    concept_features: Tensor | None = None
 
 
 class ARRCOCPreTrainedModel(PreTrainedModel):
@@ -237,6 +240,28 @@ class ARRCOCVisionModel(ARRCOCPreTrainedModel):
         regions = F.adaptive_avg_pool2d(fmap, G).flatten(2).transpose(1, 2)  # (B, R, D)
         return (tokens, regions, fine) if return_tokens else (tokens, regions)
 
+    def concept_glimpse(self, pixel_bb: Tensor, boxes: Tensor, question: QuestionBatch | None) -> Tensor | None:
+        """(B, R, D) features for the ConSE channel: each region's crop through the backbone at
+        ``config.concept_side`` (224 px for EfficientNet at 7), average-pooled; one batched pass.
+        None (the channel reads the glimpse's region features) when there is no concept scorer,
+        ``concept_side`` is 0, or no question of the batch has content words or asks to read."""
+        if self.allocator.concept is None or self.config.concept_side == 0 or question is None:
+            return None
+        if not bool((question.concept_present | (question.reading > 0)).any()):
+            return None
+        return self.concept_crops(pixel_bb, boxes)
+
+    def concept_crops(self, pixel_bb: Tensor, boxes: Tensor) -> Tensor:
+        """(B, R, D): each region's crop (boxes (B, R, 4)) through the backbone at
+        ``config.concept_side``, average-pooled (what ``concept_glimpse`` returns when it runs)."""
+        side = self.config.concept_side
+        if side == 0:
+            raise ValueError("concept_crops needs config.concept_side > 0 (0 means: read the glimpse's features)")
+        b, r = boxes.shape[:2]
+        bidx = torch.arange(b, device=pixel_bb.device).repeat_interleave(r)
+        crops = crop_resize(pixel_bb, bidx, boxes.reshape(-1, 4), self.backbone.input_size(side))  # (B*R, 3, s, s)
+        return self._backbone(crops, side).mean(1).reshape(b, r, -1)  # (B, R, D)
+
     def _pass(self, pixel_bb: Tensor, side: int) -> Tensor:
         size = self.backbone.input_size(side)
         thumb = resize(pixel_bb, size)
@@ -404,9 +429,11 @@ class ARRCOCVisionModel(ARRCOCPreTrainedModel):
             batch, boxes.shape[1], 3, self.config.scorer_pixels, self.config.scorer_pixels)  # (B, R, 3, s, s)
 
         first = region_budget if rounds == 1 else (region_budget // rounds)
+        concept_features = self.concept_glimpse(pixel_bb, boxes, question)  # (B, R, D) or None
         rel = self.allocator(region_features, region_pixels=region_pixels, query_embeds=q_emb,
                              query_mask=q_mask, budget=first + self.config.global_tokens, generator=generator,
-                             deterministic=deterministic, question=question, channel_scores=channel_scores)
+                             deterministic=deterministic, question=question, channel_scores=channel_scores,
+                             concept_features=concept_features)
         allocation = rel.allocation.clone() if forced is None else forced  # (B, R)
         mean, var, posterior = rel.relevance_mean, rel.relevance_var, rel.posterior
         region_feats = self.encode_regions(pixel_bb, boxes, allocation, torch.ones_like(allocation, dtype=torch.bool))
@@ -431,5 +458,5 @@ class ARRCOCVisionModel(ARRCOCPreTrainedModel):
                                  relevance_mean=mean, relevance_var=var,
                                  relevance_epistemic_var=posterior.epistemic_var, region_boxes=boxes,
                                  token_region=token_region, tokens_per_image=totals,
-                                 region_features=region_features)
+                                 region_features=region_features, concept_features=concept_features)
         return out if (return_dict is None or return_dict) else out.to_tuple()

@@ -26,19 +26,31 @@ ASSET = Path(__file__).resolve().parents[1] / "assets" / "imagenet_labels_minilm
 _MEMORY: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
 
-def imagenet_label_texts(max_synonyms: int = 2) -> list[str]:
-    """The 1000 ImageNet class descriptions shipped with timm (offline), first synonyms only
-    (later ones are often Latin binomials that a sentence encoder knows little about)."""
+def imagenet_label_texts(max_synonyms: int = 2, definitions: bool = True) -> list[str]:
+    """The 1000 ImageNet class descriptions shipped with timm (offline): the first synonyms (later
+    ones are often Latin binomials that a sentence encoder knows little about), then, with
+    ``definitions``, WordNet's gloss ("tabby, tabby cat: a cat with a grey or tawny coat mottled
+    with black"). The gloss names what a class is made of or used for, which a question's words
+    often are when no class name matches ("street sign: a sign visible from the street"): on the
+    check set's seeds 1 and 2 it raised hit@top by 1-3 points, and held out on seed 0 it lost none."""
     from arrcoc.bayes._validate import check_int
 
     max_synonyms = check_int(max_synonyms, "max_synonyms", minimum=1)
+    if not isinstance(definitions, bool):
+        raise TypeError(f"definitions must be a bool, got {type(definitions).__name__}")
     from arrcoc.backbones.timm_backbone import import_timm
 
     import_timm()
     from timm.data import ImageNetInfo
 
     info = ImageNetInfo()
-    return [", ".join(info.index_to_description(i).split(", ")[:max_synonyms]) for i in range(1000)]
+    out = []
+    for i in range(1000):
+        text = ", ".join(info.index_to_description(i).split(", ")[:max_synonyms])
+        if definitions:
+            text += ": " + info.index_to_description(i, detailed=True).split(": ", 1)[-1]
+        out.append(text)
+    return out
 
 
 def cache_dir() -> Path:

@@ -101,10 +101,12 @@ class RelevanceAllocator(nn.Module):
     # ------------------------------------------------------------------ steps (internal: inputs trusted)
     def score(self, region_features: Tensor, *, region_pixels: Tensor | None = None,
               query_embeds: Tensor | None = None, query_mask: Tensor | None = None,
-              question: QuestionBatch | None = None, channel_scores: dict | None = None):
+              question: QuestionBatch | None = None, channel_scores: dict | None = None,
+              concept_features: Tensor | None = None):
         """Run the scorers on checked inputs. Returns (raw scores dict, obs (B,K,R), mask (B,K,R),
         epistemic factor (B,R,E) on the obs scale with its channels (E,), loc (B,K), scale (B,K)).
-        channel_scores: scores of the ``EXTERNAL`` channels computed by the caller, (B, R) each."""
+        channel_scores: scores of the ``EXTERNAL`` channels computed by the caller, (B, R) each.
+        concept_features: (B, R, D) features the ConSE channels classify (None: region_features)."""
         B, R, D = region_features.shape
         grey = None if region_pixels is None else region_pixels.to(region_features.dtype).mean(2)  # (B, R, h, w)
         raw = {}
@@ -113,7 +115,8 @@ class RelevanceAllocator(nn.Module):
         q = self.query.compute(region_features, query_embeds, query_mask)
         raw["query"] = q.score
         dt, dev = region_features.dtype, region_features.device
-        cue_present, cue_sd = self._question_scores(raw, region_features, region_pixels, grey, question)
+        cue_present, cue_sd = self._question_scores(raw, region_features, region_pixels, grey, question,
+                                                    concept_features)
         raw.update(channel_scores or {})
         K = len(CHANNELS)
         obs = region_features.new_zeros(B, K, R)
@@ -156,7 +159,8 @@ class RelevanceAllocator(nn.Module):
         return raw, obs, mask, (factor, channels), loc, scale
 
     def _question_scores(self, raw: dict, region_features: Tensor, region_pixels: Tensor | None,
-                         grey: Tensor | None, question: QuestionBatch | None) -> tuple[dict, dict]:
+                         grey: Tensor | None, question: QuestionBatch | None,
+                         concept_features: Tensor | None = None) -> tuple[dict, dict]:
         """Add the zero-shot question channels to ``raw``; returns (present (B,) per channel, sd per channel)."""
         present, sd = {}, {}
         R = region_features.shape[1]
@@ -164,12 +168,13 @@ class RelevanceAllocator(nn.Module):
             return present, sd
         reading = question.reading.to(region_features.dtype)  # (B,)
         if self.concept is not None:
-            cs = self.concept(region_features, question.concept_vector)
+            seen = region_features if concept_features is None else concept_features.to(region_features.dtype)
+            cs = self.concept(seen, question.concept_vector)
             raw["concept"], sd["concept"] = cs.score, cs.sd
             present["concept"] = question.concept_present
             if self.concept.text_embedding is not None:
                 text = self.concept.text_embedding.expand(region_features.shape[0], -1)
-                raw["text_concept"] = reading[:, None] * self.concept(region_features, text).score
+                raw["text_concept"] = reading[:, None] * self.concept(seen, text).score
                 present["text_concept"] = reading > 0
         if grey is not None:
             raw["text_pixels"] = reading[:, None] * text_density(grey, validate=False)
@@ -268,11 +273,15 @@ class RelevanceAllocator(nn.Module):
     def forward(self, region_features: Tensor, *, region_pixels: Tensor | None = None,
                 query_embeds: Tensor | None = None, query_mask: Tensor | None = None,
                 budget=None, generator: torch.Generator | None = None, deterministic: bool = False,
-                question: QuestionBatch | None = None, channel_scores: dict | None = None) -> RelevanceOutput:
+                question: QuestionBatch | None = None, channel_scores: dict | None = None,
+                concept_features: Tensor | None = None) -> RelevanceOutput:
         """Score, infer, sample, allocate. Shapes in the RelevanceOutput field comments.
 
         question: the cues of each image's question (``QuestionBatch.from_cues(parse_questions(...))``)
         for the zero-shot question channels (None: only the bottom-up and learned channels).
+        concept_features: (B, R, Dc) features the ConSE channels classify, e.g. each region's own
+        crop at the classifier's resolution (``ARRCOCVisionModel.concept_glimpse``); None: the
+        region_features. Only read when the allocator has a concept scorer and a question is given.
         channel_scores: ``{name: (B, R) scores}`` for channels the caller computes (``EXTERNAL``:
         "vlm_query", a VLM's own question-to-region score); z-scored per image like the bottom-up
         channels and weighted by their calibrated precision.
@@ -286,6 +295,13 @@ class RelevanceAllocator(nn.Module):
         if D != self.feature_dim:
             raise ValueError(f"region_features last dim must be feature_dim={self.feature_dim}, got {D}")
         tensors = {"region_features": region_features}
+        if concept_features is not None:
+            check_features(concept_features, "concept_features", finite=False)
+            want = (B, R, self.concept.feature_dim if self.concept is not None else D)
+            if tuple(concept_features.shape) != want:
+                raise ValueError(f"concept_features must have shape {want} (B, R, the concept scorer's feature "
+                                 f"dim), got {tuple(concept_features.shape)}")
+            tensors["concept_features"] = concept_features
         if region_pixels is not None:
             if not isinstance(region_pixels, Tensor) or region_pixels.dim() != 5 \
                     or region_pixels.shape[:2] != (B, R):
@@ -316,7 +332,8 @@ class RelevanceAllocator(nn.Module):
         check_generator_or_none(generator, deterministic)
         raw, obs, mask, factor, loc, scale = self.score(region_features, region_pixels=region_pixels,
                                                         query_embeds=query_embeds, query_mask=query_mask,
-                                                        question=question, channel_scores=channel_scores)
+                                                        question=question, channel_scores=channel_scores,
+                                                        concept_features=concept_features)
         post = self.posterior_from_scores(obs, mask, factor, loc, scale)
         alloc, td = self.allocate(post, None, generator, deterministic, return_draws=True, region_budget=bud)
         return RelevanceOutput(alloc.levels, alloc.level_index, post.mean, post.var, alloc.tokens_used,

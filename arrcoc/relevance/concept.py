@@ -1,9 +1,10 @@
 """Zero-shot query relevance by convex combination of semantic embeddings (ConSE).
 
 Norouzi et al., "Zero-shot learning by convex combination of semantic embeddings", ICLR 2014. The
-backbone's own ImageNet classifier gives each region's class probabilities p_c (from the glimpse's
-pooled region feature: the classifier's input is a global average pool, and a region's feature is the
-average pool of its cells); ConSE combines the text embeddings e_c of the class names with those
+backbone's own ImageNet classifier gives each region's class probabilities p_c from a region feature
+(the classifier's input is a global average pool: the encoder passes each region's own 224-px crop,
+average-pooled, ``ARRCOCVisionModel.concept_glimpse``, or else the glimpse's pooled cells); ConSE
+combines the text embeddings e_c of the class names (with their WordNet glosses) with those
 weights. Here the combination is taken in score space: the region's score is a soft maximum over its
 class distribution of cos(e_c, q), q the embedding of the question's content words (see forward).
 No parameter is trained.
@@ -14,8 +15,8 @@ the score's standard deviation under that uncertainty and enters the posterior a
 factor (a region the classifier is unsure about is worth a closer look).
 
 Where it fails: only the 1000 ImageNet classes can be recognised (a "house" is reached through
-"boathouse", "barn", "beacon"; a "chart" through "scoreboard", "web site"), regions are classified
-from a low-resolution glimpse, drawings and diagrams are classified poorly, and abstract questions
+"boathouse", "barn", "beacon"; a "chart" through "scoreboard", "web site"), an object split over two
+regions is classified from its halves, drawings and diagrams are classified poorly, and abstract questions
 ("is it safe?") have no class to match. The channel's precision is modest for that reason.
 """
 from __future__ import annotations

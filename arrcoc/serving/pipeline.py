@@ -219,6 +219,7 @@ class ServingPipeline:
         pixel_bb = m._to_backbone(pv)
         boxes = grid_boxes(height, width, mc.grid, 1, device=device)  # (1, R, 4)
         global_tokens, region_features = m.glimpse(pixel_bb)  # (1, g*g, D), (1, R, D)
+        concept_features = m.concept_glimpse(pixel_bb, boxes, question_batch)  # (1, R, D) or None
         rgb = m._unnormalise(pv).clamp(0, 1)
         n_reg = boxes.shape[1]
         region_pixels = crop_resize(rgb, torch.zeros(n_reg, dtype=torch.long, device=device), boxes.reshape(-1, 4),
@@ -226,7 +227,7 @@ class ServingPipeline:
         with limit_threads(self.config.allocator_threads):
             rel = allocator(region_features, region_pixels=region_pixels, query_embeds=q_emb, query_mask=q_mask,
                             budget=region_budget + mc.global_tokens, generator=gen, deterministic=deterministic,
-                            question=question_batch)
+                            question=question_batch, concept_features=concept_features)
             post = rel.posterior
             aleatoric, epistemic = post.aleatoric_var, post.epistemic_var  # (1, R)
         used = 0 if deterministic else (draws or allocator.config.num_thompson)

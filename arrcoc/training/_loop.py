@@ -203,7 +203,7 @@ def empirical_bayes(model: ARRCOCVisionModel, rows: Rows, collate, cfg: TrainCon
             q = model.question_batch(b["queries"], device, px.dtype)
             _, o, mk, *_ = model.allocator.score(out.region_features, region_pixels=pix,
                                                  query_embeds=model.query_encoder(ids, qm), query_mask=qm.bool(),
-                                                 question=q)
+                                                 question=q, concept_features=out.concept_features)
             obs.append(o.double().cpu())
             masks.append(mk.cpu())
     if not obs:

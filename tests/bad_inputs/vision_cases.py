@@ -50,6 +50,8 @@ CASES = [
     kw("modeling.ARRCOCVisionConfig", {}, "levels", st.sampled_from([(0, 64.5, 100), (0, -64), ("a",), None, OPAQUE]),
        name="levels"),
     kw("modeling.ARRCOCVisionConfig", {}, "grid", BAD_COUNT, name="grid"),
+    kw("modeling.ARRCOCVisionConfig", {}, "concept_side", st.one_of(BAD_INT, st.integers(max_value=-1)),
+       name="concept_side"),
     kw("modeling.ARRCOCVisionModel", {}, "config", BAD_TENSOR),
     kw("modeling.modeling_arrcoc.ARRCOCPreTrainedModel", {}, "config", BAD_TENSOR),
     Case("arrcoc.modeling.ARRCOCVisionModel.forward", "pixel_values",

@@ -54,9 +54,11 @@ def test_question_changes_the_allocation_on_the_bundled_scene(default):
     batch = proc(Image.open(sample_image_path()).convert("RGB"))
     with torch.no_grad():
         a = model(batch["pixel_values"], queries=["What does the blue sign say?"], budget=1024, deterministic=True)
-        b = model(batch["pixel_values"], queries=["What does the bar chart show?"], budget=1024, deterministic=True)
+        b = model(batch["pixel_values"], queries=["What colour is the house?"], budget=1024, deterministic=True)
     assert a.allocation[0, 8] == 400 and a.allocation[0].argmax() == 8  # the blue sign's cell
-    assert b.allocation[0, [2, 3]].max() == 400 and b.allocation[0, 8] < 400  # the chart's cells
+    assert b.allocation[0, [6, 7]].max() == 400 and b.allocation[0, 8] < 400  # the house's cells
+    # the ConSE channel classified each region's own 224-px crop, and says so
+    assert a.concept_features is not None and a.concept_features.shape == (1, 16, model.hidden_size)
     assert int(a.tokens_per_image[0]) <= 1024 and int(b.tokens_per_image[0]) <= 1024
 
 
@@ -84,3 +86,34 @@ def test_deterministic_mode_is_the_same_in_every_new_process():
         assert r.returncode == 0, r.stderr[-2000:]
         outs.append(json.loads(r.stdout.strip().splitlines()[-1]))
     assert outs[0] == outs[1]
+
+
+def test_concept_channel_classifies_each_regions_own_crop(default):
+    """forward's ConSE features are the regions' 224-px crops (concept_crops), the allocator's
+    concept score is the scorer on exactly them, and they are skipped when no question needs them
+    (no question, or concept_side=0: the glimpse's features, as the allocator alone would use)."""
+    from PIL import Image
+
+    from arrcoc.assets import sample_image_path
+    from arrcoc.modeling.regions import grid_boxes
+
+    model, proc = default
+    px = proc(Image.open(sample_image_path()).convert("RGB"))["pixel_values"]
+    q = "What colour is the house?"
+    with torch.no_grad():
+        out = model(px, queries=[q], budget=1024, deterministic=True)
+        crops = model.concept_crops(model._to_backbone(px), grid_boxes(px.shape[2], px.shape[3], 4, 1))
+        torch.testing.assert_close(out.concept_features, crops)
+        qb = model.question_batch([q], px.device, px.dtype)
+        rel = model.allocator(out.region_features, question=qb, deterministic=True, concept_features=crops)
+        torch.testing.assert_close(rel.scores["concept"], model.allocator.concept(crops, qb.concept_vector).score)
+        assert model(px, budget=1024, deterministic=True).concept_features is None  # no question
+        model.config.concept_side = 0
+        try:
+            glimpse = model(px, queries=[q], budget=1024, deterministic=True)
+            with pytest.raises(ValueError, match="concept_side"):
+                model.concept_crops(model._to_backbone(px), grid_boxes(px.shape[2], px.shape[3], 4, 1))
+        finally:
+            model.config.concept_side = 7
+    assert glimpse.concept_features is None
+    assert not torch.equal(glimpse.relevance_mean, out.relevance_mean)  # a different look, a different posterior

@@ -94,3 +94,26 @@ def test_tokens_concentrate_on_the_likely_region(gen):
     a = out.allocation[0]
     assert a[6] == 400 and a.max() == 400
     assert (a == 0).sum() >= 8  # far, plain regions get nothing
+
+
+def test_concept_channel_reads_concept_features_when_given(gen):
+    """With concept_features the ConSE channels classify those features (each region's own crop in
+    the encoder), not region_features; the scores are exactly the scorer's on them."""
+    from arrcoc.relevance.concept import ConceptScorer
+
+    D, C, Dq = 8, 3, 4
+    W = torch.eye(C, D) * 10  # class c fires on feature dim c
+    labels = torch.eye(C, Dq)  # class c's name embedding is axis c
+    m = RelevanceAllocator(RelevanceConfig(num_heads=2, head_dim=4), feature_dim=D,
+                           concept=ConceptScorer(W, torch.zeros(C), labels, torch.eye(Dq)[3]))
+    f = torch.zeros(1, 16, D)
+    f[0, 2, 0] = 1.0  # region features: region 2 shows class 0
+    crops = torch.zeros(1, 16, D)
+    crops[0, 9, 1] = 1.0  # concept features: region 9 shows class 1
+    qb = QuestionBatch.from_cues(parse_questions(["Where is the thing?"]), torch.eye(Dq)[1][None], embed_dim=Dq)
+    seen = m(f, question=qb, deterministic=True, concept_features=crops)
+    glimpse = m(f, question=qb, deterministic=True)
+    torch.testing.assert_close(seen.scores["concept"], m.concept(crops, qb.concept_vector).score)
+    torch.testing.assert_close(glimpse.scores["concept"], m.concept(f, qb.concept_vector).score)
+    assert seen.scores["concept"][0].argmax() == 9 and seen.relevance_mean[0].argmax() == 9
+    assert glimpse.scores["concept"][0].argmax() != 9

@@ -6,9 +6,9 @@ question channels: ConSE over a 1000-class head with 384-dim label embeddings, t
 position), the closed-form posterior, Thompson sampling and the exact DP allocation. The peer is one forward pass of
 transformers.ViTModel(ViTConfig()) (ViT-B/16, 224 px, random weights) on the same batch of 8 images.
 Medians over repeats, torch.no_grad, CPU unless --device says otherwise. The pretrained default's
-own looks before it allocates (the glimpse pass and the ConSE channel's 224-px region crops, both
-through EfficientNet-Lite0) are backbone work, not allocator work; they are timed too, against the
-same ViT-B/16 (``--no-looks`` skips them).
+own looks before it allocates (the glimpse pass, and the ConSE channel's region crops: 192 px at the
+default ``concept_side`` 6), both through EfficientNet-Lite0, are backbone work, not allocator work;
+they are timed too, against the same ViT-B/16 (``--no-looks`` skips them).
 
     .venv/bin/python benchmarks/allocator.py [--repeats 10] [--vit-repeats 3] [--device cpu] [--threads 1 2]
                                              [--contention]
@@ -164,8 +164,8 @@ def _run(args) -> dict:
 
 def _looks(args, device, B: int, t_vit: float) -> dict:
     """The pretrained default's own looks before allocating, through its packaged EfficientNet-Lite0:
-    the glimpse (one 512-px pass per image) and the ConSE channel's crops (16 regions x 224 px per
-    image, ``concept_side`` 7). Backbone passes, not the allocator; timed against the same ViT-B/16."""
+    the glimpse (one 512-px pass per image) and the ConSE channel's crops (16 regions x 192 px per
+    image, ``concept_side`` 6). Backbone passes, not the allocator; timed against the same ViT-B/16."""
     from arrcoc.modeling import ARRCOCVisionConfig, ARRCOCVisionModel
     from arrcoc.modeling.regions import grid_boxes
 
@@ -180,7 +180,7 @@ def _looks(args, device, B: int, t_vit: float) -> dict:
         t_glimpse = _median_time(lambda: model.glimpse(pixels), args.vit_repeats, device)
         t_crops = _median_time(lambda: model.concept_crops(pixels, boxes), args.vit_repeats, device)
     for name, t in (("glimpse (512-px pass)", t_glimpse),
-                    (f"ConSE crops ({boxes.shape[1]} x 224 px)", t_crops)):
+                    (f"ConSE crops ({boxes.shape[1]} x {model.backbone.input_size(model.config.concept_side)} px)", t_crops)):
         print(f"look: {name:28s} {t * 1e3:8.1f} ms = {100 * t / t_vit:5.1f} % of ViT-B/16 (backbone passes, "
               "not the allocator)")
     return {"glimpse_s": t_glimpse, "concept_crops_s": t_crops}

@@ -70,14 +70,15 @@ class ARRCOCVisionConfig(PretrainedConfig):
             region is ranked first by ConSE 45 % of the time, against 19 % from the thumbnail's 2x2
             cells), else the global thumbnail's side (one pass serves both).
         concept_side: how the ConSE channel sees a region. k > 0: the region's own crop through the
-            backbone at side k (k x k feature cells, average-pooled; 7 = 224 px for EfficientNet,
-            the resolution its ImageNet head was trained at), one batched pass of R crops; 0: the
-            glimpse's pooled region features (no extra pass). The crop removes the neighbours'
-            context that the full-image pass mixes into a cell: on the check set's three seeds
-            the asked-about region gets the top level 75 % / 69 % of the time at budgets 640 /
-            1024 with 7, against 69 % / 62 % from the glimpse. The cost is R crops at 224 px,
-            about 3x the glimpse's 512-px pass (``benchmarks/allocator.py`` times both); only
-            paid when a question has content words or asks to read.
+            backbone at side k (k x k feature cells, average-pooled), one batched pass of R crops;
+            0: the glimpse's pooled region features (no extra pass). A crop drops the neighbours'
+            context that a full-image pass mixes into a cell. 6 (192 px for EfficientNet): on the
+            check set's tuning seeds 1 and 2 it ranks the asked-about region as well as 7 (224 px,
+            the ImageNet head's training resolution) at two thirds of the cost; held out on seed
+            0 it lifts hit@top from 71 / 63 % (glimpse) to 76 / 69 % at budgets 640 / 1024 (see
+            the README). Cost: R crops per image, ~1.3 s per image on one CPU thread, about 3x the
+            glimpse (``benchmarks/allocator.py`` times both); paid only when a question has
+            content words or asks to read.
         init_seed: seed of the initial weights of ARR-COC's own layers (query head, region
             embeddings), drawn from a private generator: the same config gives the same model in
             every process, and the caller's global RNG is left untouched.
@@ -91,7 +92,7 @@ class ARRCOCVisionConfig(PretrainedConfig):
                  deterministic: bool = False, scorer_pixels: int = 128, region_embeddings: bool = True,
                  relevance: dict | None = None, image_mean=None, image_std=None,
                  initializer_range: float = 0.02, concept="auto", glimpse_side=None, init_seed: int = 0,
-                 concept_side: int = 7, **kwargs: Any):
+                 concept_side: int = 6, **kwargs: Any):
         self.backbone = dict(DEFAULT_BACKBONE if backbone is None else backbone)
         self.query_encoder = dict(DEFAULT_QUERY_ENCODER if query_encoder is None else query_encoder)
         self.image_size = _whole(image_size, "image_size")

@@ -242,7 +242,7 @@ class ARRCOCVisionModel(ARRCOCPreTrainedModel):
 
     def concept_glimpse(self, pixel_bb: Tensor, boxes: Tensor, question: QuestionBatch | None) -> Tensor | None:
         """(B, R, D) features for the ConSE channel: each region's crop through the backbone at
-        ``config.concept_side`` (224 px for EfficientNet at 7), average-pooled; one batched pass.
+        ``config.concept_side`` (192 px for EfficientNet at the default 6), average-pooled; one batched pass.
         None (the channel reads the glimpse's region features) when there is no concept scorer,
         ``concept_side`` is 0, or no question of the batch has content words or asks to read."""
         if self.allocator.concept is None or self.config.concept_side == 0 or question is None:

@@ -2,7 +2,7 @@
 
 Norouzi et al., "Zero-shot learning by convex combination of semantic embeddings", ICLR 2014. The
 backbone's own ImageNet classifier gives each region's class probabilities p_c from a region feature
-(the classifier's input is a global average pool: the encoder passes each region's own 224-px crop,
+(the classifier's input is a global average pool: the encoder passes each region's own crop,
 average-pooled, ``ARRCOCVisionModel.concept_glimpse``, or else the glimpse's pooled cells); ConSE
 combines the text embeddings e_c of the class names (with their WordNet glosses) with those
 weights. Here the combination is taken in score space: the region's score is a soft maximum over its

@@ -86,7 +86,8 @@ def trace_features(backbone: VisionBackbone, size: int, *, channels_last: bool =
 
 def backbone_sizes(model) -> list[int]:
     """The crop sizes in pixels at which an ``ARRCOCVisionModel`` calls its backbone (thumbnail,
-    glimpse, one per nonzero token level), deduplicated, ascending."""
+    glimpse, the ConSE channel's region crops when it has one, one per nonzero token level),
+    deduplicated, ascending."""
     from arrcoc.modeling import ARRCOCVisionModel
     from arrcoc.modeling.regions import level_side
 
@@ -95,6 +96,8 @@ def backbone_sizes(model) -> list[int]:
     sides = {model.glimpse_side} | {level_side(lv) for lv in model.config.levels if lv > 0}
     if model.config.global_tokens > 0:
         sides.add(model.config.global_side)
+    if model.allocator.concept is not None and model.config.concept_side > 0:
+        sides.add(model.config.concept_side)
     return sorted({model.backbone.input_size(s) for s in sides})
 
 

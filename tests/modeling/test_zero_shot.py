@@ -57,7 +57,7 @@ def test_question_changes_the_allocation_on_the_bundled_scene(default):
         b = model(batch["pixel_values"], queries=["What colour is the house?"], budget=1024, deterministic=True)
     assert a.allocation[0, 8] == 400 and a.allocation[0].argmax() == 8  # the blue sign's cell
     assert b.allocation[0, [6, 7]].max() == 400 and b.allocation[0, 8] < 400  # the house's cells
-    # the ConSE channel classified each region's own 224-px crop, and says so
+    # the ConSE channel classified each region's own 192-px crop, and says so
     assert a.concept_features is not None and a.concept_features.shape == (1, 16, model.hidden_size)
     assert int(a.tokens_per_image[0]) <= 1024 and int(b.tokens_per_image[0]) <= 1024
 
@@ -89,7 +89,7 @@ def test_deterministic_mode_is_the_same_in_every_new_process():
 
 
 def test_concept_channel_classifies_each_regions_own_crop(default):
-    """forward's ConSE features are the regions' 224-px crops (concept_crops), the allocator's
+    """forward's ConSE features are the regions' 192-px crops (concept_crops), the allocator's
     concept score is the scorer on exactly them, and they are skipped when no question needs them
     (no question, or concept_side=0: the glimpse's features, as the allocator alone would use)."""
     from PIL import Image
@@ -114,6 +114,6 @@ def test_concept_channel_classifies_each_regions_own_crop(default):
             with pytest.raises(ValueError, match="concept_side"):
                 model.concept_crops(model._to_backbone(px), grid_boxes(px.shape[2], px.shape[3], 4, 1))
         finally:
-            model.config.concept_side = 7
+            model.config.concept_side = 6
     assert glimpse.concept_features is None
     assert not torch.equal(glimpse.relevance_mean, out.relevance_mean)  # a different look, a different posterior

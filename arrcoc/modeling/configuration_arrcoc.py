@@ -69,16 +69,17 @@ class ARRCOCVisionConfig(PretrainedConfig):
             EfficientNet: 4x4 feature cells per region; on held-out check-set scenes the asked-about
             region is ranked first by ConSE 45 % of the time, against 19 % from the thumbnail's 2x2
             cells), else the global thumbnail's side (one pass serves both).
-        concept_side: how the ConSE channel sees a region. k > 0: the region's own crop through the
-            backbone at side k (k x k feature cells, average-pooled), one batched pass of R crops;
-            0: the glimpse's pooled region features (no extra pass). A crop drops the neighbours'
-            context that a full-image pass mixes into a cell. 6 (192 px for EfficientNet): on the
-            check set's tuning seeds 1 and 2 it ranks the asked-about region as well as 7 (224 px,
-            the ImageNet head's training resolution) at two thirds of the cost; held out on seed
-            0 it lifts hit@top from 71 / 63 % (glimpse) to 76 / 69 % at budgets 640 / 1024 (see
-            the README). Cost: R crops per image, ~1.3 s per image on one CPU thread, about 3x the
-            glimpse (``benchmarks/allocator.py`` times both); paid only when a question has
-            content words or asks to read.
+        concept_side: the ConSE channel's second look at each region. k > 0: the region's own crop
+            through the backbone at side k (k x k feature cells, average-pooled), one batched pass
+            of R crops, weighed against the glimpse's pooled cell by the relevance config's
+            ``concept_crop_weight`` (0.5); 0: the glimpse alone (no extra pass). A crop drops the
+            neighbours' context that a full-image pass mixes into a cell; the glimpse keeps the
+            context of an object spanning many cells. 6 (192 px for EfficientNet): on the check
+            set's tuning seeds 1 and 2 the crop ranks the asked-about region as well as at 7
+            (224 px, the ImageNet head's training resolution) at two thirds of the cost. Cost: R
+            crops per image, ~1.3 s per image on one CPU thread, about 3x the glimpse
+            (``benchmarks/allocator.py`` times both); paid only when a question has content words
+            or asks to read.
         init_seed: seed of the initial weights of ARR-COC's own layers (query head, region
             embeddings), drawn from a private generator: the same config gives the same model in
             every process, and the caller's global RNG is left untouched.

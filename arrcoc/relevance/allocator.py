@@ -106,7 +106,7 @@ class RelevanceAllocator(nn.Module):
         """Run the scorers on checked inputs. Returns (raw scores dict, obs (B,K,R), mask (B,K,R),
         epistemic factor (B,R,E) on the obs scale with its channels (E,), loc (B,K), scale (B,K)).
         channel_scores: scores of the ``EXTERNAL`` channels computed by the caller, (B, R) each.
-        concept_features: (B, R, D) features the ConSE channels classify (None: region_features)."""
+        concept_features: (B, R, D) the ConSE channels' second look (see forward; None: region_features only)."""
         B, R, D = region_features.shape
         grey = None if region_pixels is None else region_pixels.to(region_features.dtype).mean(2)  # (B, R, h, w)
         raw = {}
@@ -168,13 +168,17 @@ class RelevanceAllocator(nn.Module):
             return present, sd
         reading = question.reading.to(region_features.dtype)  # (B,)
         if self.concept is not None:
-            seen = region_features if concept_features is None else concept_features.to(region_features.dtype)
-            cs = self.concept(seen, question.concept_vector)
-            raw["concept"], sd["concept"] = cs.score, cs.sd
+            looks = [(1.0, region_features)]  # (weight, features): the glimpse, and the crop if given
+            if concept_features is not None:
+                w = self.config.concept_crop_weight
+                looks = [(1.0 - w, region_features), (w, concept_features.to(region_features.dtype))]
+            cs = [(w, self.concept(f, question.concept_vector)) for w, f in looks if w > 0]
+            raw["concept"] = sum(w * c.score for w, c in cs)  # (B, R)
+            sd["concept"] = sum(w * c.sd for w, c in cs)  # (B, R): the looks' sds, as if fully correlated
             present["concept"] = question.concept_present
             if self.concept.text_embedding is not None:
                 text = self.concept.text_embedding.expand(region_features.shape[0], -1)
-                raw["text_concept"] = reading[:, None] * self.concept(seen, text).score
+                raw["text_concept"] = reading[:, None] * sum(w * self.concept(f, text).score for w, f in looks if w > 0)
                 present["text_concept"] = reading > 0
         if grey is not None:
             raw["text_pixels"] = reading[:, None] * text_density(grey, validate=False)
@@ -279,9 +283,10 @@ class RelevanceAllocator(nn.Module):
 
         question: the cues of each image's question (``QuestionBatch.from_cues(parse_questions(...))``)
         for the zero-shot question channels (None: only the bottom-up and learned channels).
-        concept_features: (B, R, Dc) features the ConSE channels classify, e.g. each region's own
-        crop at the classifier's resolution (``ARRCOCVisionModel.concept_glimpse``); None: the
-        region_features. Only read when the allocator has a concept scorer and a question is given.
+        concept_features: (B, R, Dc) a second look for the ConSE channels, e.g. each region's own
+        crop (``ARRCOCVisionModel.concept_glimpse``): their score is the
+        ``config.concept_crop_weight``-weighted mean of the scorer on it and on region_features
+        (None: region_features alone). Only read with a concept scorer and a question.
         channel_scores: ``{name: (B, R) scores}`` for channels the caller computes (``EXTERNAL``:
         "vlm_query", a VLM's own question-to-region score); z-scored per image like the bottom-up
         channels and weighted by their calibrated precision.

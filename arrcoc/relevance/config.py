@@ -187,6 +187,14 @@ class RelevanceConfig:
     init_precision: dict[str, float] = field(default_factory=_default_precision)
     # Fixed scales of the question channels (see _default_cue_scale).
     cue_scale: dict[str, float] = field(default_factory=_default_cue_scale)
+    # Weight of the region's own crop in the ConSE channels when the encoder gives one
+    # (``concept_features``); the rest goes to the glimpse's pooled cell. Two looks at one region:
+    # the crop is clean of neighbours (objects that fill one or two cells: the check set), the
+    # glimpse keeps the context of an object spanning many cells (a cup filling the photo, whose
+    # cells alone are classified as wood or saucer). 0.5 averages them: on the check set's tuning
+    # seeds 75 / 66 % hit@top at 640 / 1024 against 80 / 67 % for the crop alone and 70 / 61 % for
+    # the glimpse alone, and it keeps scikit-image's coffee photo right where the crop alone fails.
+    concept_crop_weight: float = 0.5
 
 
     def __post_init__(self):
@@ -224,6 +232,10 @@ class RelevanceConfig:
             v = float(getattr(self, name))
             if not (math.isfinite(v) and v > 0):
                 raise ValueError(f"{name} must be a positive finite number, got {v}")
+        if isinstance(self.concept_crop_weight, bool) or not isinstance(self.concept_crop_weight, (int, float)) \
+                or not 0.0 <= float(self.concept_crop_weight) <= 1.0:
+            raise ValueError(f"concept_crop_weight must be a real number in [0, 1], got {self.concept_crop_weight!r}")
+        self.concept_crop_weight = float(self.concept_crop_weight)
         if self.content_variance < 0:
             raise ValueError(f"content_variance must be non-negative, got {self.content_variance}")
         if self.probability not in ("softmax", "sigmoid"):

@@ -89,8 +89,8 @@ def test_deterministic_mode_is_the_same_in_every_new_process():
 
 
 def test_concept_channel_classifies_each_regions_own_crop(default):
-    """forward's ConSE features are the regions' 192-px crops (concept_crops), the allocator's
-    concept score is the scorer on exactly them, and they are skipped when no question needs them
+    """forward's second ConSE look is the regions' 192-px crops (concept_crops), the allocator's
+    concept score weighs the scorer on them and on the glimpse, and they are skipped when no question needs them
     (no question, or concept_side=0: the glimpse's features, as the allocator alone would use)."""
     from PIL import Image
 
@@ -106,7 +106,10 @@ def test_concept_channel_classifies_each_regions_own_crop(default):
         torch.testing.assert_close(out.concept_features, crops)
         qb = model.question_batch([q], px.device, px.dtype)
         rel = model.allocator(out.region_features, question=qb, deterministic=True, concept_features=crops)
-        torch.testing.assert_close(rel.scores["concept"], model.allocator.concept(crops, qb.concept_vector).score)
+        w = model.allocator.config.concept_crop_weight
+        cs = model.allocator.concept
+        torch.testing.assert_close(rel.scores["concept"], w * cs(crops, qb.concept_vector).score
+                                   + (1 - w) * cs(out.region_features, qb.concept_vector).score)
         assert model(px, budget=1024, deterministic=True).concept_features is None  # no question
         model.config.concept_side = 0
         try:

@@ -97,23 +97,32 @@ def test_tokens_concentrate_on_the_likely_region(gen):
 
 
 def test_concept_channel_reads_concept_features_when_given(gen):
-    """With concept_features the ConSE channels classify those features (each region's own crop in
-    the encoder), not region_features; the scores are exactly the scorer's on them."""
+    """With concept_features the ConSE channels score both looks and weigh them by
+    config.concept_crop_weight (1: the crop alone, 0: the glimpse alone, 0.5: their mean)."""
     from arrcoc.relevance.concept import ConceptScorer
 
     D, C, Dq = 8, 3, 4
     W = torch.eye(C, D) * 10  # class c fires on feature dim c
     labels = torch.eye(C, Dq)  # class c's name embedding is axis c
-    m = RelevanceAllocator(RelevanceConfig(num_heads=2, head_dim=4), feature_dim=D,
-                           concept=ConceptScorer(W, torch.zeros(C), labels, torch.eye(Dq)[3]))
+
+    def allocator(w):
+        return RelevanceAllocator(RelevanceConfig(num_heads=2, head_dim=4, concept_crop_weight=w), feature_dim=D,
+                                  concept=ConceptScorer(W, torch.zeros(C), labels, torch.eye(Dq)[3]))
+
     f = torch.zeros(1, 16, D)
     f[0, 2, 0] = 1.0  # region features: region 2 shows class 0
     crops = torch.zeros(1, 16, D)
     crops[0, 9, 1] = 1.0  # concept features: region 9 shows class 1
     qb = QuestionBatch.from_cues(parse_questions(["Where is the thing?"]), torch.eye(Dq)[1][None], embed_dim=Dq)
+    m = allocator(1.0)
+    on_crop = m.concept(crops, qb.concept_vector).score
+    on_glimpse = m.concept(f, qb.concept_vector).score
     seen = m(f, question=qb, deterministic=True, concept_features=crops)
-    glimpse = m(f, question=qb, deterministic=True)
-    torch.testing.assert_close(seen.scores["concept"], m.concept(crops, qb.concept_vector).score)
-    torch.testing.assert_close(glimpse.scores["concept"], m.concept(f, qb.concept_vector).score)
+    torch.testing.assert_close(seen.scores["concept"], on_crop)
     assert seen.scores["concept"][0].argmax() == 9 and seen.relevance_mean[0].argmax() == 9
-    assert glimpse.scores["concept"][0].argmax() != 9
+    torch.testing.assert_close(allocator(0.0)(f, question=qb, deterministic=True, concept_features=crops).scores["concept"],
+                               on_glimpse)
+    torch.testing.assert_close(m(f, question=qb, deterministic=True).scores["concept"], on_glimpse)
+    mixed = allocator(0.5)(f, question=qb, deterministic=True, concept_features=crops)
+    torch.testing.assert_close(mixed.scores["concept"], 0.5 * (on_crop + on_glimpse))
+    assert on_glimpse[0].argmax() != 9

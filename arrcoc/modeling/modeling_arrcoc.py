@@ -53,8 +53,9 @@ class ARRCOCVisionOutput(ModelOutput):
     token_region (B, N_max) long: region of each token; -1 global thumbnail, -2 padding.
     tokens_per_image (B,) long: global tokens + allocation.sum(-1) (== attention_mask.sum(-1)).
     region_features (B, R, D): glimpse features the allocator saw.
-    concept_features (B, R, D): features the ConSE channel classified (each region's own crop at
-        ``config.concept_side``); None when it read region_features or did not run.
+    concept_features (B, R, D): the ConSE channel's second look (each region's own crop at
+        ``config.concept_side``), weighed against region_features by the relevance config's
+        ``concept_crop_weight``; None when it did not run (the channel read region_features only).
     """
 
     last_hidden_state: Tensor | None = None
@@ -241,9 +242,9 @@ class ARRCOCVisionModel(ARRCOCPreTrainedModel):
         return (tokens, regions, fine) if return_tokens else (tokens, regions)
 
     def concept_glimpse(self, pixel_bb: Tensor, boxes: Tensor, question: QuestionBatch | None) -> Tensor | None:
-        """(B, R, D) features for the ConSE channel: each region's crop through the backbone at
-        ``config.concept_side`` (192 px for EfficientNet at the default 6), average-pooled; one batched pass.
-        None (the channel reads the glimpse's region features) when there is no concept scorer,
+        """(B, R, D) the ConSE channel's second look: each region's crop through the backbone at
+        ``config.concept_side`` (192 px for EfficientNet at the default 6), average-pooled, one
+        batched pass. None (the channel reads the glimpse's region features only) when there is no concept scorer,
         ``concept_side`` is 0, or no question of the batch has content words or asks to read."""
         if self.allocator.concept is None or self.config.concept_side == 0 or question is None:
             return None

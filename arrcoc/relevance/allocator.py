@@ -172,13 +172,15 @@ class RelevanceAllocator(nn.Module):
             if concept_features is not None:
                 w = self.config.concept_crop_weight
                 looks = [(1.0 - w, region_features), (w, concept_features.to(region_features.dtype))]
-            cs = [(w, self.concept(f, question.concept_vector)) for w, f in looks if w > 0]
+            logps = [(w, self.concept.class_log_probs(f)) for w, f in looks if w > 0]  # (B, R, C) once per look
+            cs = [(w, self.concept.score_log_probs(lp, question.concept_vector)) for w, lp in logps]
             raw["concept"] = sum(w * c.score for w, c in cs)  # (B, R)
             sd["concept"] = sum(w * c.sd for w, c in cs)  # (B, R): the looks' sds, as if fully correlated
             present["concept"] = question.concept_present
             if self.concept.text_embedding is not None:
                 text = self.concept.text_embedding.expand(region_features.shape[0], -1)
-                raw["text_concept"] = reading[:, None] * sum(w * self.concept(f, text).score for w, f in looks if w > 0)
+                raw["text_concept"] = reading[:, None] * sum(w * self.concept.score_log_probs(lp, text).score
+                                                             for w, lp in logps)
                 present["text_concept"] = reading > 0
         if grey is not None:
             raw["text_pixels"] = reading[:, None] * text_density(grey, validate=False)

@@ -75,6 +75,13 @@ class ConceptScorer(nn.Module):
     def embed_dim(self) -> int:
         return self.label_embeddings.shape[1]
 
+    def class_log_probs(self, region_features: Tensor) -> Tensor:
+        """region_features (B, R, D) -> (B, R, C) log class probabilities of the ImageNet head (one
+        per look at the regions; several questions can be scored on it, ``score_log_probs``)."""
+        W = self.classifier_weight.to(region_features.dtype)
+        logits = region_features @ W.T + self.classifier_bias.to(region_features.dtype)  # (B, R, C)
+        return torch.log_softmax(logits, -1)  # (B, R, C)
+
     def forward(self, region_features: Tensor, query_vector: Tensor) -> ConceptScore:
         """region_features (B, R, D), query_vector (B, Dq) (normalised here) -> ConceptScore (inputs trusted).
 
@@ -84,11 +91,12 @@ class ConceptScorer(nn.Module):
         held-out check-set scenes it ranks the asked-about region first more often than the cosine
         of the convex combination (55 % vs 52 %), and it does not need a top-k cut.
         """
-        W = self.classifier_weight.to(region_features.dtype)
-        logits = region_features @ W.T + self.classifier_bias.to(region_features.dtype)  # (B, R, C)
-        logp = torch.log_softmax(logits, -1)  # (B, R, C)
-        emb = self.label_embeddings.to(region_features.dtype)  # (C, Dq)
-        q = F.normalize(query_vector.to(region_features.dtype), dim=-1)  # (B, Dq)
+        return self.score_log_probs(self.class_log_probs(region_features), query_vector)
+
+    def score_log_probs(self, logp: Tensor, query_vector: Tensor) -> ConceptScore:
+        """``forward`` from the regions' class log probabilities logp (B, R, C) (``class_log_probs``)."""
+        emb = self.label_embeddings.to(logp.dtype)  # (C, Dq)
+        q = F.normalize(query_vector.to(logp.dtype), dim=-1)  # (B, Dq)
         cos_c = torch.einsum("cd,bd->bc", emb, q)[:, None, :]  # (B, 1, C) each class name vs q
         beta = self.sharpness
         score = torch.logsumexp(logp + beta * cos_c, -1) / beta  # (B, R)

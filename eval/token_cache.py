@@ -34,9 +34,9 @@ def benchmark_config(**overrides):
     glimpse_side 8: the allocator's own look (a 256-px pass, 2x2 feature cells per region); not
         counted as visual tokens, as in the product.
     budget 101: 25 % of full detail (4 + 16 x 25 = 404 tokens), the budget the issue's target names.
-    concept_side 0: the ConSE channel reads the same 256-px glimpse (the product's default, 224-px
-        crops per region, would cost more than this quarter-size world's whole top level, and the
-        committed results were measured this way).
+    concept_side 0: the ConSE channel reads the same 256-px glimpse only (the product's default
+        second look, 192-px crops per region, would cost more than this quarter-size world's whole
+        top level, and the committed results were measured this way).
     """
     from arrcoc.modeling import ARRCOCVisionConfig
 
@@ -73,7 +73,7 @@ class SceneCache(NamedTuple):
     height: int
     width: int
     evidence: tuple | None = None  # (obs (Q, K, R), mask (Q, K, R), factor (Q, R, E), its channels, loc, scale)
-    concept_features: Tensor | None = None  # (S, R, D) float32: what the ConSE channel classified (None: region_features)
+    concept_features: Tensor | None = None  # (S, R, D) float32: the ConSE channel's second look (None: glimpse only)
 
     def assemble(self, model, index: Tensor, allocation: Tensor):
         """Encoder output for questions ``index`` (B,) under ``allocation`` (B, R) of levels ->
@@ -192,7 +192,7 @@ def _region_pixels(model, pv: Tensor, boxes: Tensor) -> Tensor:
 
 def _score_questions(model, rf: Tensor, pix: Tensor, texts, dtype, cf: Tensor | None = None):
     """The allocator on one scene's glimpse features rf (R, D) and crops pix (R, 3, s, s) for each
-    question (cf (R, D): the ConSE channel's features, None: rf): (RelevanceOutput, scorer evidence
+    question (cf (R, D): the ConSE channel's second look, None: rf only): (RelevanceOutput, scorer evidence
     (obs, mask, factor, channels, loc, scale))."""
     n = len(texts)
     ids, am = model.tokenize_queries(texts)

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from ._validate import (all_finite, as_budget, check_features, check_generator_or_none, check_pixels,
                         check_region_index, first_non_finite)
-from .concept import ConceptScorer
+from .concept import ConceptScorer, pool_windows, window_pairs
 from .config import CHANNELS, EXTERNAL, STANDARDIZED, RelevanceConfig
 from .cues import COLOUR_NAMES, QuestionBatch, colour_match, region_centres, spatial_prior, text_density
 from .knapsack import (Allocation, allocate_random, allocate_top_k, allocate_uniform, exclude_regions,
@@ -172,15 +172,24 @@ class RelevanceAllocator(nn.Module):
             if concept_features is not None:
                 w = self.config.concept_crop_weight
                 looks = [(1.0 - w, region_features), (w, concept_features.to(region_features.dtype))]
-            logps = [(w, self.concept.class_log_probs(f)) for w, f in looks if w > 0]  # (B, R, C) once per look
+            G = self.config.grid
+            pairs = None  # the window look: also score every pair of adjacent regions (config.concept_windows)
+            if self.config.concept_windows and R == G * G and G > 1:
+                pairs = window_pairs(G, device=region_features.device)  # (W, 2)
+            logps = [(w, self.concept.class_log_probs(f, pairs)) for w, f in looks if w > 0]  # (B, R[+W], C) once per look
             cs = [(w, self.concept.score_log_probs(lp, question.concept_vector)) for w, lp in logps]
-            raw["concept"] = sum(w * c.score for w, c in cs)  # (B, R)
-            sd["concept"] = sum(w * c.sd for w, c in cs)  # (B, R): the looks' sds, as if fully correlated
+            score = sum(w * c.score for w, c in cs)  # (B, R[+W])
+            spread = sum(w * c.sd for w, c in cs)  # (B, R[+W]): the looks' sds, as if fully correlated
+            if pairs is not None:  # each region: its own score plus the best gain of a window holding it
+                score, spread = pool_windows(score, spread, pairs)  # (B, R)
+            raw["concept"], sd["concept"] = score, spread
             present["concept"] = question.concept_present
             if self.concept.text_embedding is not None:
                 text = self.concept.text_embedding.expand(region_features.shape[0], -1)
-                raw["text_concept"] = reading[:, None] * sum(w * self.concept.score_log_probs(lp, text).score
-                                                             for w, lp in logps)
+                ts = sum(w * self.concept.score_log_probs(lp, text).score for w, lp in logps)  # (B, R[+W])
+                if pairs is not None:
+                    ts = pool_windows(ts, torch.zeros_like(ts), pairs)[0]  # (B, R)
+                raw["text_concept"] = reading[:, None] * ts
                 present["text_concept"] = reading > 0
         if grey is not None:
             raw["text_pixels"] = reading[:, None] * text_density(grey, validate=False)
@@ -288,7 +297,9 @@ class RelevanceAllocator(nn.Module):
         concept_features: (B, R, Dc) a second look for the ConSE channels, e.g. each region's own
         crop (``ARRCOCVisionModel.concept_glimpse``): their score is the
         ``config.concept_crop_weight``-weighted mean of the scorer on it and on region_features
-        (None: region_features alone). Only read with a concept scorer and a question.
+        (None: region_features alone). Only read with a concept scorer and a question. With
+        ``config.concept_windows`` each look also scores the windows of two adjacent regions
+        (``concept.pool_windows``).
         channel_scores: ``{name: (B, R) scores}`` for channels the caller computes (``EXTERNAL``:
         "vlm_query", a VLM's own question-to-region score); z-scored per image like the bottom-up
         channels and weighted by their calibrated precision.

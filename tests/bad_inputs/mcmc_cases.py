@@ -163,7 +163,7 @@ CASES = [
                                               "logdensity_fn": ld, "step_size": torch.full((2,), 0.1, dtype=F64), "metric": metric()},
        "generator", BAD_GENERATOR),
     kw("nuts_async.tree_step", lambda: {"state": mc("nuts_async.nuts_async_init")(hmc_state())}, "normal", bad_tensor((2, 3))),
-    kw("nuts_async.tree_block", lambda: {"state": mc("nuts_async.nuts_async_init")(hmc_state())}, "normal", bad_tensor((2, 3))),
+    kw("nuts_async.tree_run", lambda: {"state": mc("nuts_async.nuts_async_init")(hmc_state())}, "normal", bad_tensor((2, 3))),
     kw("trajectory.energy_error", lambda: {"energy": torch.zeros(2, dtype=F64), "initial_energy": torch.zeros(2, dtype=F64)},
        "max_delta_energy", BAD_POSITIVE),
     kw("trajectory.leaf_energy", lambda: {"logdensity": torch.zeros(2, dtype=F64), "momentum": pos(), "velocity": pos(),
@@ -274,8 +274,8 @@ XFAIL = {
         'bayes.mcmc.metrics.momentum_from_normal: bad metric -> returns NaN/inf or raises an error that does not name it',
     'arrcoc.bayes.mcmc.nuts_async.nuts_async_init:max_tree_depth':
         "bayes.mcmc.nuts_async.nuts_async_init: bad max_tree_depth -> raised TypeError that does not name 'max_tree_depth': zeros(): argument 'size' failed to unpack the objec",
-    'arrcoc.bayes.mcmc.nuts_async.tree_block:normal':
-        "bayes.mcmc.nuts_async.tree_block: bad normal -> raised TypeError that does not name 'norma",
+    'arrcoc.bayes.mcmc.nuts_async.tree_run:normal':
+        "bayes.mcmc.nuts_async.tree_run: bad normal -> raised TypeError that does not name 'norma",
     'arrcoc.bayes.mcmc.nuts_async.tree_step:normal':
         "bayes.mcmc.nuts_async.tree_step: bad normal -> raised TypeError that does not name 'normal",
     'arrcoc.bayes.mcmc.nuts_step:max_tree_depth':

@@ -314,6 +314,12 @@ def _inductor_patches(config: CompileConfig, simd: bool, on_cpu: bool) -> dict:
         patches["cpp.vec_isa_ok"] = False
     if config.cpp_wrapper:
         patches["cpp_wrapper"] = True
+    # inductor's FX graph cache refuses graphs with a while_loop unless the op is marked cacheable;
+    # its key hashes the loop's cond and body graphs (a changed body misses), the data constants are
+    # inputs, and compile_graph checks the first call against eager: a NUTS run (nuts_async.tree_run)
+    # is then found on disk by later processes instead of being lowered again (~4 s on eight schools)
+    patches["unsafe_marked_cacheable_functions"] = {
+        **torch._inductor.config.unsafe_marked_cacheable_functions, "torch.ops.higher_order.while_loop": "arrcoc-1"}
     return patches
 
 
@@ -363,6 +369,59 @@ def _nan_for_linalg_errors(gm: torch.fx.GraphModule) -> int:
         gm.graph.lint()
         gm.recompile()
     return replaced
+
+
+def _lift_loop_constants(gm: torch.fx.GraphModule) -> int:
+    """Make the tensor constants of each ``while_loop``'s cond and body graphs (a log density's data,
+    captured when the loop body was traced) inputs of the loop, in place; returns how many.
+
+    make_fx records the data a traced function closes over as constants (``get_attr``).  At the top
+    level inductor lifts them as graph inputs, but inside a loop's sub-graph they reach its
+    functionalisation as bare tensors, which it refuses ("Attempting to use FunctionalTensor on its
+    own").  Here each one becomes a placeholder of the sub-graph, appended to the loop's additional
+    inputs (which both cond and body receive), fed by a constant of the root graph."""
+    lifted = 0
+    loops = [n for n in gm.graph.nodes if n.op == "call_function"
+             and n.target is torch.ops.higher_order.while_loop]
+    for loop in loops:
+        cond_node, body_node, carried, additional = loop.args[:4]
+        subs = [getattr(gm, cond_node.target), getattr(gm, body_node.target)]
+        values = {}                                  # sub-graph attribute -> tensor, in order of appearance
+        for sub in subs:
+            for node in sub.graph.nodes:
+                if node.op == "get_attr" and isinstance(getattr(sub, node.target, None), torch.Tensor):
+                    values.setdefault(node.target, getattr(sub, node.target))
+        if not values:
+            continue
+        names = list(values)
+        for sub in subs:
+            placeholders = [n for n in sub.graph.nodes if n.op == "placeholder"]
+            new = {}
+            with sub.graph.inserting_after(placeholders[-1]):
+                for name in reversed(names):          # inserted after the last placeholder: reverse keeps order
+                    new[name] = sub.graph.placeholder(f"lifted_{name}")
+            for node in [n for n in sub.graph.nodes if n.op == "get_attr" and n.target in values]:
+                if "val" in node.meta:
+                    new[node.target].meta["val"] = node.meta["val"]
+                node.replace_all_uses_with(new[node.target])
+                sub.graph.erase_node(node)
+            for name in names:
+                if hasattr(sub, name):
+                    delattr(sub, name)
+            sub.graph.lint()
+            sub.recompile()
+        root_nodes = []
+        with gm.graph.inserting_before(loop):
+            for name in names:
+                root_name = f"_loop_constant_{lifted}"
+                gm.register_buffer(root_name, values[name])
+                root_nodes.append(gm.graph.get_attr(root_name))
+                lifted += 1
+        loop.args = (cond_node, body_node, carried, tuple(additional) + tuple(root_nodes)) + tuple(loop.args[4:])
+    if lifted:
+        gm.graph.lint()
+        gm.recompile()
+    return lifted
 
 
 @contextlib.contextmanager
@@ -421,7 +480,9 @@ def _compile_graph(fn, args, check, config, cache_key, loaded) -> CompiledGraph:
         graph_cache.restore_meta(gm, args)
     else:
         gm = make_fx(fn, tracing_mode="fake", _allow_non_fake_inputs=True)(*args)   # closure data: constants
-        _nan_for_linalg_errors(gm)
+        for sub in [m for m in gm.modules() if isinstance(m, torch.fx.GraphModule)]:
+            _nan_for_linalg_errors(sub)
+        _lift_loop_constants(gm)
         numel = largest_numel(gm, args)
         if cache_key is not None:
             gm = graph_cache.restore_meta(graph_cache.save_graph(cache_key, gm, numel), args)

@@ -93,9 +93,8 @@ def load_graph(key: str) -> tuple[torch.fx.GraphModule, int] | None:
     try:
         with open(path, "rb") as f:
             entry = pickle.load(f)
-        if isinstance(entry, dict) and isinstance(entry.get("gm"), torch.fx.GraphModule) \
-                and isinstance(entry.get("numel"), int):
-            return _canonical(entry["gm"]), entry["numel"]
+        if isinstance(entry, dict) and isinstance(entry.get("graph"), dict) and isinstance(entry.get("numel"), int):
+            return _canonical(_graph_from_spec(entry["graph"])), entry["numel"]
     except FileNotFoundError:
         return None
     except Exception:  # noqa: BLE001 - a truncated or foreign file: forget it
@@ -108,10 +107,8 @@ def save_graph(key: str, gm: torch.fx.GraphModule, numel: int) -> torch.fx.Graph
     pickled round trip, so that the first and later processes hand inductor the same graph and its
     caches' keys agree).  A graph that cannot be pickled is returned as it is, uncached."""
     try:
-        constants = {n.target: getattr(gm, n.target) for n in gm.graph.nodes if n.op == "get_attr"}
-        gm = torch.fx.GraphModule(constants, gm.graph)      # the graph and its constants, nothing else
-        blob = pickle.dumps({"gm": gm, "numel": int(numel)})
-        gm = _canonical(pickle.loads(blob)["gm"])
+        blob = pickle.dumps({"graph": _graph_spec(gm), "numel": int(numel)})
+        gm = _canonical(_graph_from_spec(pickle.loads(blob)["graph"]))
     except Exception:  # noqa: BLE001 - not picklable: traced again by every process
         return gm
     try:
@@ -124,6 +121,91 @@ def save_graph(key: str, gm: torch.fx.GraphModule, numel: int) -> torch.fx.Graph
     except OSError:                # no writable cache directory: traced again by every process
         pass
     return gm
+
+
+# ---------------------------------------------------------------- graph <-> picklable spec
+# A GraphModule pickles as its Python code and re-traces that code symbolically when loaded, which
+# fails for higher-order ops (a ``while_loop`` refuses proxies: ``nuts_async.tree_run``), and an FX
+# Graph does not pickle (operator objects hold C++ handles).  The spec is the node list with every
+# target by name: aten operators as "namespace::name.overload", higher-order ops as "higher_order.NAME",
+# plain Python callables (operator.getitem) by reference; sub-graphs (a loop's cond and body) and
+# constants as attributes, recursively.
+
+def _graph_spec(gm: torch.fx.GraphModule) -> dict:
+    attrs, nodes = {}, []
+    for node in gm.graph.nodes:
+        if node.op == "get_attr":
+            value = getattr(gm, node.target)
+            attrs[node.target] = _graph_spec(value) if isinstance(value, torch.fx.GraphModule) else value
+        nodes.append((node.op, node.name, _target_spec(node.target), _arg_spec(node.args), _arg_spec(node.kwargs)))
+    return {"nodes": nodes, "attrs": attrs}
+
+
+def _target_spec(target):
+    if isinstance(target, str):
+        return ("str", target)
+    if isinstance(target, torch._ops.OpOverload):
+        return ("op", target._schema.name, target._overloadname)
+    if isinstance(target, torch._ops.HigherOrderOperator):
+        return ("hop", target.name())
+    return ("py", target)                      # picklable by reference (operator.getitem, ...), or it raises
+
+
+def _arg_spec(arg):
+    if isinstance(arg, torch.fx.Node):
+        return _NodeRef(arg.name)
+    if isinstance(arg, (tuple, list)):
+        return type(arg)(_arg_spec(a) for a in arg)
+    if isinstance(arg, dict):
+        return {k: _arg_spec(v) for k, v in arg.items()}
+    if isinstance(arg, slice):
+        return slice(_arg_spec(arg.start), _arg_spec(arg.stop), _arg_spec(arg.step))
+    return arg
+
+
+class _NodeRef:
+    """A node argument, by the node's name."""
+    __slots__ = ("name",)
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __getstate__(self):
+        return self.name
+
+    def __setstate__(self, name):
+        self.name = name
+
+
+def _resolve_target(spec):
+    kind = spec[0]
+    if kind in ("str", "py"):
+        return spec[1]
+    if kind == "hop":
+        return getattr(torch.ops.higher_order, spec[1])
+    namespace, name = spec[1].split("::")
+    packet = getattr(getattr(torch.ops, namespace), name)
+    return getattr(packet, spec[2] or "default")
+
+
+def _graph_from_spec(spec: dict) -> torch.fx.GraphModule:
+    graph, env = torch.fx.Graph(), {}
+    attrs = {k: _graph_from_spec(v) if isinstance(v, dict) and "nodes" in v else v for k, v in spec["attrs"].items()}
+
+    def resolve(arg):
+        if isinstance(arg, _NodeRef):
+            return env[arg.name]
+        if isinstance(arg, (tuple, list)):
+            return type(arg)(resolve(a) for a in arg)
+        if isinstance(arg, dict):
+            return {k: resolve(v) for k, v in arg.items()}
+        if isinstance(arg, slice):
+            return slice(resolve(arg.start), resolve(arg.stop), resolve(arg.step))
+        return arg
+    for op, name, target, args, kwargs in spec["nodes"]:
+        node = graph.create_node(op, _resolve_target(target), resolve(args), resolve(kwargs), name=name)
+        env[name] = node
+    return torch.fx.GraphModule(attrs, graph)
 
 
 def restore_meta(gm: torch.fx.GraphModule, args: tuple) -> torch.fx.GraphModule:

@@ -187,11 +187,14 @@ class NUTS(Kernel):
     # ops per leapfrog step when run eagerly.  "auto": async for a compiled log density
     # (sample(..., compile=True)), lockstep otherwise.  Same algorithm per chain either way.
     batching: str = "auto"
-    # async only: leapfrog steps per call, unrolled into one graph when compiled.  A compiled call
-    # has a fixed cost (~0.2 ms on CPU) that the steps share, at the price of a chain idling for the
-    # rest of the block once its draw ends, and of compile time growing with the block (cold cache on
-    # this 2-core box: 22 s for 1 step, 74 s for 4), which is why the default is 1.
-    leapfrog_per_call: int = 1
+    # async only: at most this many leapfrog steps per call; a call returns as soon as some chain's
+    # draw ends (nuts_async.tree_run), so no chain idles and adaptation sees every draw at once.  A
+    # call from Python costs ~50-60 us on CPU, more than a small model's step (~40 us on eight
+    # schools, 4 chains), so one call per step spent over half the run outside the step; compiled,
+    # the steps run as a torch.while_loop inside one graph (compile time independent of the bound).
+    # 16 covers a whole draw of most posteriors' well-adapted trees at 4 chains, and bounds the
+    # normal / uniform draws made per call (those after the stop are discarded).
+    leapfrog_per_call: int = 16
 
     def __post_init__(self):
         check_hmc_settings(self)

@@ -36,7 +36,7 @@ from .metrics import Metric, momentum_from_normal, velocity
 from .trajectory import (checkpoint_record, energy_error, halves_no_uturn, leaf_energy, merge_no_uturn, merge_subtree,
                          pack_proposal, sample_leaf, subtree_no_uturn, unpack_proposal)
 
-__all__ = ["NUTSTreeState", "NUTSAsyncInfo", "nuts_async_init", "nuts_async_step", "tree_step", "tree_block"]
+__all__ = ["NUTSTreeState", "NUTSAsyncInfo", "nuts_async_init", "nuts_async_step", "tree_step", "tree_run"]
 
 
 class _Fields(NamedTuple):
@@ -261,30 +261,68 @@ def tree_step(state: NUTSTreeState, normal: torch.Tensor, uniform: torch.Tensor,
     return new_state, info.to(dt)
 
 
-def tree_block(state: NUTSTreeState, normal: torch.Tensor, uniform: torch.Tensor, step_size: torch.Tensor,
-               inverse_mass: torch.Tensor, chol: torch.Tensor | None, value_and_grad_fn: Callable,
-               max_tree_depth: int, max_delta_energy: float,
-               momentum_factor: torch.Tensor | None = None) -> tuple[NUTSTreeState, torch.Tensor]:
-    """``L = normal.shape[0]`` leapfrog steps of every chain, normal (L, C, d), uniform (L, C, 3).  A chain
-    whose draw ends inside the block parks (keeps its state) until the block ends, so that at most one
-    draw per chain ends per call and the caller can adapt its parameters before its next trajectory;
-    packing several steps into one compiled call spreads the call's fixed cost over them."""
-    parked = torch.zeros_like(state.logdensity, dtype=torch.bool)     # (C,)
-    out_info = None
-    for step_normal, step_uniform in zip(normal.unbind(0), uniform.unbind(0)):
-        new, info = tree_step(state, step_normal, step_uniform, step_size, inverse_mass, chol, value_and_grad_fn,
-                              max_tree_depth, max_delta_energy, momentum_factor)
-        parked_row = parked[:, None]
-        state = NUTSTreeState(torch.where(parked_row, state.position, new.position),
-                              torch.where(parked, state.logdensity, new.logdensity),
-                              torch.where(parked_row, state.grad, new.grad),
-                              torch.where(parked_row, state.tree, new.tree),
-                              torch.where(parked_row, state.flags, new.flags))
-        ends_now = (info[:, 0] > 0) & ~parked                         # draws ending at this step
-        out_info = info if out_info is None else torch.where(ends_now[:, None], info, out_info)
-        parked = parked | ends_now
-    out_info = torch.cat([parked.to(out_info.dtype)[:, None], out_info[:, 1:]], -1)   # finished = parked
-    return state, out_info
+def tree_run(state: NUTSTreeState, normal: torch.Tensor, uniform: torch.Tensor, step_size: torch.Tensor,
+             inverse_mass: torch.Tensor, chol: torch.Tensor | None, value_and_grad_fn: Callable,
+             max_tree_depth: int, max_delta_energy: float,
+             momentum_factor: torch.Tensor | None = None) -> tuple[NUTSTreeState, torch.Tensor]:
+    """Leapfrog steps of every chain until a draw ends, at most ``L = normal.shape[0]``: step j uses
+    normal[j] (C, d) and uniform[j] (C, 3); the run stops after the first step at which some chain's
+    draw ends (that step's info is returned, as ``tree_step``'s) or after L steps (no chain finished:
+    info's ``finished`` column is 0).  No chain idles: the caller can adapt a finished chain's
+    parameters before its next trajectory, and the steps after the stop are not taken (their draws of
+    normal / uniform are discarded).  Under tracing the loop is a ``torch.while_loop``, so one compiled
+    call runs it in C++ and the body is compiled once, whatever L (an unrolled block of 4 steps
+    compiled 3.4x longer than one step); eagerly it is a Python loop with a host sync per step.
+
+    Why: a compiled call from Python costs ~50-60 us on CPU (wrappers, the driver's bookkeeping,
+    drawing the randomness) against ~40 us for one step of a small model (eight schools, 4 chains),
+    so one call per step spent more than half the time outside the step.  With 4 chains a run ends
+    at the first of 4 draws, 2-4 steps on eight schools and up to L inside deep warmup trees."""
+    L = normal.shape[0]
+    dt = state.position.dtype                  # the loop carries the state in its own dtype (tree_step's output)
+    state = NUTSTreeState(state.position, state.logdensity.to(dt), state.grad.to(dt), state.tree.to(dt), state.flags)
+    args = (step_size, inverse_mass, chol, value_and_grad_fn, max_tree_depth, max_delta_energy, momentum_factor)
+    if not _tracing(normal):
+        info = None
+        for j in range(L):
+            state, info = tree_step(state, normal[j], uniform[j], *args)
+            if bool((info[:, 0] > 0).any()):
+                break
+        return state, info
+    # the operator itself, not torch.while_loop's wrapper: the wrapper traces through dynamo, which
+    # refuses a body closing over real tensors (a model's data); under make_fx the operator traces
+    # cond and body with make_fx, the data becoming constants of the body graph as of the root.
+    # Tensors of the outer trace enter as additional inputs (a body may not close over them).
+    from torch._higher_order_ops.while_loop import while_loop_op
+    C = state.position.shape[0]
+    info0 = torch.zeros(C, 7, dtype=dt, device=state.position.device)     # (C, 7)
+    j0 = torch.zeros((), dtype=torch.long, device=state.position.device)
+    extra = [t for t in (normal, uniform, step_size, inverse_mass, chol, momentum_factor) if t is not None]
+    has_chol, has_factor = chol is not None, momentum_factor is not None
+
+    def unpack(extra):
+        it = iter(extra)
+        n, u, eps, inv = next(it), next(it), next(it), next(it)
+        return n, u, eps, inv, next(it) if has_chol else None, next(it) if has_factor else None
+
+    def cond(position, logdensity, grad, tree, flags, info, j, *extra):
+        return (j < L) & ~(info[:, 0] > 0).any()
+
+    def body(position, logdensity, grad, tree, flags, info, j, *extra):
+        n, u, eps, inv, ch, fac = unpack(extra)
+        at = j.reshape(1)                                            # a tensor index: no data-dependent int
+        new, info = tree_step(NUTSTreeState(position, logdensity, grad, tree, flags), n.index_select(0, at)[0],
+                              u.index_select(0, at)[0], eps, inv, ch, value_and_grad_fn, max_tree_depth,
+                              max_delta_energy, fac)
+        return (*new, info, j + 1)
+    out = while_loop_op(cond, body, (*state, info0, j0), tuple(extra))
+    return NUTSTreeState(*out[:5]), out[5]
+
+
+def _tracing(t: torch.Tensor) -> bool:
+    """True inside make_fx (fake tensors) or torch.compile tracing."""
+    from torch._subclasses.fake_tensor import is_fake
+    return is_fake(t) or torch.compiler.is_compiling()
 
 
 def _compiled_block(fn: CompiledLogDensity, state: NUTSTreeState, normal, uniform, step_size, metric: Metric,
@@ -299,11 +337,11 @@ def _compiled_block(fn: CompiledLogDensity, state: NUTSTreeState, normal, unifor
     def build(value_and_grad_fn):
         def flat(position, logdensity, grad, tree, flags, normal, uniform, step_size, inverse_mass, *dense):
             chol, factor = (tuple(dense) + (None, None))[:2]
-            new, info = tree_block(NUTSTreeState(position, logdensity, grad, tree, flags), normal, uniform, step_size,
-                                   inverse_mass, chol, value_and_grad_fn, max_tree_depth, max_delta_energy, factor)
+            new, info = tree_run(NUTSTreeState(position, logdensity, grad, tree, flags), normal, uniform, step_size,
+                                 inverse_mass, chol, value_and_grad_fn, max_tree_depth, max_delta_energy, factor)
             return (*new, *_split_info(info))
         return flat
-    out = fn.run_step("NUTS step", (max_tree_depth, float(max_delta_energy), len(dense)), build, args)
+    out = fn.run_step("NUTS run", (max_tree_depth, float(max_delta_energy), len(dense)), build, args)
     return None if out is None else (NUTSTreeState(*out[:5]), NUTSAsyncInfo(*out[5:]))
 
 
@@ -317,8 +355,9 @@ def _split_info(info: torch.Tensor) -> tuple[torch.Tensor, ...]:
 def nuts_async_step(state: NUTSTreeState, generator: torch.Generator, logdensity_fn, step_size: torch.Tensor,
                     metric: Metric, max_tree_depth: int = 10, max_delta_energy: float = 1000.0,
                     num_leapfrog: int = 1) -> tuple[NUTSTreeState, NUTSAsyncInfo]:
-    """``num_leapfrog`` leapfrog steps of every chain (see the module docstring and ``tree_block``),
-    randomness from ``generator``; at most one draw per chain ends per call."""
+    """Leapfrog steps of every chain until some chain's draw ends, at most ``num_leapfrog`` (see
+    ``tree_run``; 1: exactly one step), randomness from ``generator``; at most one draw per chain
+    ends per call and ``info.finished`` marks them."""
     C, d = state.position.shape
     if state.tree.shape[1] != _width(d, max_tree_depth):
         raise ValueError(f"state was not initialised for max_tree_depth = {max_tree_depth} and d = {d}")
@@ -338,7 +377,7 @@ def nuts_async_step(state: NUTSTreeState, generator: torch.Generator, logdensity
             out = tree_step(state, normal[0], uniform[0], step_size, metric.inverse_mass, metric.chol,
                             eager_value_and_grad, max_tree_depth, max_delta_energy, metric.momentum_factor)
         else:
-            out = tree_block(state, normal, uniform, step_size, metric.inverse_mass, metric.chol,
-                             eager_value_and_grad, max_tree_depth, max_delta_energy, metric.momentum_factor)
+            out = tree_run(state, normal, uniform, step_size, metric.inverse_mass, metric.chol,
+                           eager_value_and_grad, max_tree_depth, max_delta_energy, metric.momentum_factor)
         out = out[0], NUTSAsyncInfo(*_split_info(out[1]))
     return out

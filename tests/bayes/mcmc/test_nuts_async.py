@@ -13,7 +13,7 @@ import torch
 from arrcoc.bayes.mcmc import NUTS, AdaptationConfig, CompiledLogDensity, sample
 from arrcoc.bayes.mcmc.hmc import HMCState, hmc_init
 from arrcoc.bayes.mcmc.metrics import identity_metric
-from arrcoc.bayes.mcmc.nuts_async import nuts_async_init, nuts_async_step
+from arrcoc.bayes.mcmc.nuts_async import NUTSTreeState, nuts_async_init, nuts_async_step, tree_run, tree_step
 
 from ..posteriordb_models import case, load_reference
 from ._checks import assert_moments_exact, compare_to_reference
@@ -108,18 +108,75 @@ def test_async_step_advances_every_chain_one_leapfrog_step():
         nuts_async_step(st, g, std_normal, eps, metric, max_tree_depth=5)
 
 
-def test_blocks_of_leapfrog_steps_park_finished_chains():
-    """leapfrog_per_call = 3: a chain whose draw ends inside a block waits for the block's end, so
-    draws and tree statistics are those of one-step calls (same per-chain algorithm)."""
+def test_runs_of_leapfrog_steps_stop_when_a_draw_ends():
+    """leapfrog_per_call = 3: a call runs until some chain's draw ends (at most 3 steps), so draws and
+    tree statistics are those of one-step calls (same per-chain algorithm, no chain idles)."""
     res = sample(NUTS(step_size=0.45, batching="async", leapfrog_per_call=3), std_normal, dim=3, num_chains=8,
                  num_warmup=0, num_samples=250, generator=torch.Generator().manual_seed(12), progress=False)
     assert_moments_exact(res.unconstrained, torch.zeros(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64))
-    # leapfrog steps per draw are a tree's sizes (1, 3, 7, ... or a U-turn inside a subtree), never
-    # inflated by the parked steps; with step 0.45 on N(0, I) trees of 3-15 steps dominate
+    # leapfrog steps per draw are a tree's sizes (1, 3, 7, ... or a U-turn inside a subtree); with
+    # step 0.45 on N(0, I) trees of 3-15 steps dominate
     steps = res.info["num_steps"]
     depth = res.info["tree_depth"]
     assert bool((steps <= 2 ** (depth + 1) - 1).all()) and bool((steps >= 2 ** depth - 1).all())
     assert 3 <= float(steps.mean()) <= 15
+
+
+def test_tree_run_stops_after_the_first_finished_draw_and_equals_single_steps():
+    """tree_run over L pre-drawn steps = tree_step applied one step at a time up to and including the
+    first step where a chain finishes (same state, same info); with no finish it runs all L."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(4, 3, generator=g, dtype=torch.float64)
+    metric = identity_metric(4, 3)
+    eps = torch.full((4,), 0.4, dtype=torch.float64)
+
+    def vg(q):
+        return std_normal(q), -q
+    state = nuts_async_init(hmc_init(x, std_normal), max_tree_depth=6)
+    for _ in range(5):                                  # a few calls, from fresh and mid-tree states
+        L = 6
+        normal = torch.randn(L, 4, 3, generator=g, dtype=torch.float64)
+        uniform = torch.rand(L, 4, 3, generator=g, dtype=torch.float64)
+        ref, taken = state, 0
+        for j in range(L):
+            ref, ref_info = tree_step(ref, normal[j], uniform[j], eps, metric.inverse_mass, None, vg, 6, 1000.0)
+            taken += 1
+            if bool((ref_info[:, 0] > 0).any()):
+                break
+        out, info = tree_run(state, normal, uniform, eps, metric.inverse_mass, None, vg, 6, 1000.0)
+        for a, b in zip(out, ref):
+            assert torch.equal(a, b)
+        assert torch.equal(info, ref_info)
+        assert taken == L or bool((info[:, 0] > 0).any())
+        state = out
+
+
+@needs_cxx
+def test_compiled_tree_run_matches_eager():
+    """The while_loop graph (compile_graph) gives the eager loop's state and info on the same draws."""
+    from arrcoc.bayes.mcmc.compiled import compile_graph
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(4, 3, generator=g, dtype=torch.float64)
+    metric = identity_metric(4, 3)
+    eps = torch.full((4,), 0.4, dtype=torch.float64)
+
+    def vg(q):
+        return std_normal(q), -q
+
+    def run(position, logdensity, grad, tree, flags, normal, uniform, step_size, inverse_mass):
+        out, info = tree_run(NUTSTreeState(position, logdensity, grad, tree, flags), normal, uniform, step_size,
+                             inverse_mass, None, vg, 6, 1000.0)
+        return (*out, info)
+    state = nuts_async_init(hmc_init(x, std_normal), max_tree_depth=6)
+    normal = torch.randn(8, 4, 3, generator=g, dtype=torch.float64)
+    uniform = torch.rand(8, 4, 3, generator=g, dtype=torch.float64)
+    args = (*state, normal, uniform, eps, metric.inverse_mass)
+    graph = compile_graph(run, args)                   # check=True: compares with eager on args itself
+    for _ in range(3):
+        got, want = graph(*args), run(*args)
+        for a, b in zip(got, want):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+        args = (*got[:5], normal, uniform, eps, metric.inverse_mass)
 
 
 def test_batching_validation():

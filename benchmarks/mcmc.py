@@ -6,9 +6,11 @@ Configurations:
 
   best      what a user would choose to use every core of this machine (``--processes``, default
             ``os.cpu_count()``):
-              arrcoc   ``sample(NUTS(metric=...), model, compile=CompileConfig(cpp_wrapper=True))``
-                       (inductor's C++ wrapper: the choice for long or repeated runs; --python-wrapper
-                       measures the default ``compile=True`` instead) with the chains split over
+              arrcoc   ``sample(NUTS(metric=...), model, compile=CompileConfig(cpp_wrapper=True,
+                       package=True))`` (inductor's C++ wrapper and the step kept as an AOTInductor
+                       package: the choices for long or repeated runs; --python-wrapper measures the
+                       default ``compile=True`` instead, --no-package the C++ wrapper through
+                       inductor's own caches) with the chains split over
                        that many worker processes of one torch thread each (on these models threads
                        inside one process do not pay: a step is microseconds of arithmetic), started
                        together; the wall is from the first process's start of ``sample`` to the
@@ -130,6 +132,7 @@ def worker_main(argv) -> None:
     for name in ("--chains", "--warmup", "--draws", "--seed"):
         ap.add_argument(name, type=int, required=True)
     ap.add_argument("--python-wrapper", action="store_true")
+    ap.add_argument("--no-package", action="store_true")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     torch.set_default_dtype(torch.float64)
@@ -144,19 +147,22 @@ def worker_main(argv) -> None:
     Path(a.out + ".ready").touch()
     while not os.path.exists(a.go):
         time.sleep(0.002)
+    from arrcoc.bayes.mcmc.graph_cache import graph_cache_dir
+    packages = len(list(graph_cache_dir().glob("*.pt2"))) if graph_cache_dir().is_dir() else 0
     start = time.time()
     res = sample(NUTS(metric=a.metric), model, num_chains=a.chains, num_warmup=a.warmup, num_samples=a.draws,
                  generator=torch.Generator().manual_seed(a.seed), progress=False,
-                 compile=CompileConfig(cpp_wrapper=not a.python_wrapper), warn=False)
+                 compile=CompileConfig(cpp_wrapper=not a.python_wrapper,
+                                       package=not (a.python_wrapper or a.no_package)), warn=False)
     end = time.time()
     np.savez(a.out, start=start, end=end, import_s=import_s, compile_s=res.timings.get("compile_s", float("nan")),
              steps=res.info["num_steps"].double().numpy(), divergent=res.num_divergent,
-             cache_hit=counters["inductor"]["fxgraph_cache_hit"], cache_miss=counters["inductor"]["fxgraph_cache_miss"],
+             packages_before=packages, cache_hit=counters["inductor"]["fxgraph_cache_hit"], cache_miss=counters["inductor"]["fxgraph_cache_miss"],
              **{f"draw_{k}": v.numpy() for k, v in res.draws.items()})
 
 
 def run_ours(name, metric, chains, warmup, draws, seed, processes, cache_dir, config, cache,
-             cpp_wrapper=True) -> Run | None:
+             cpp_wrapper=True, package=True) -> Run | None:
     """arrcoc compiled NUTS in ``processes`` fresh worker processes (chains split), cache in cache_dir."""
     split = [chains // processes + (k < chains % processes) for k in range(processes)]
     split = [c for c in split if c > 0]
@@ -168,7 +174,8 @@ def run_ours(name, metric, chains, warmup, draws, seed, processes, cache_dir, co
             out = os.path.join(tmp, f"w{k}.npz")
             cmd = [sys.executable, __file__, "--worker", "--model", name, "--metric", metric, "--chains", str(c),
                    "--warmup", str(warmup), "--draws", str(draws), "--seed", str(seed + 1000 * k),
-                   "--out", out, "--go", go] + ([] if cpp_wrapper else ["--python-wrapper"])
+                   "--out", out, "--go", go] + ([] if cpp_wrapper else ["--python-wrapper"]) \
+                + ([] if package else ["--no-package"])
             procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
             outs.append(out)
         while not all(os.path.exists(o + ".ready") for o in outs):
@@ -193,7 +200,9 @@ def run_ours(name, metric, chains, warmup, draws, seed, processes, cache_dir, co
                   min_bulk_ess(drawn), steps, sum(int(z["divergent"]) for z in parts), warmup, draws,
                   compile_s=max(float(z["compile_s"]) for z in parts), load=_load())
         hits, misses = sum(int(z["cache_hit"]) for z in parts), sum(int(z["cache_miss"]) for z in parts)
-        run.note = f"  (FX graph cache {hits} hit / {misses} miss; import {float(parts[0]['import_s']):.1f}s excluded)"
+        pkg = "" if not package else \
+            f"package {'loaded' if min(int(z['packages_before']) for z in parts) else 'built'}; "
+        run.note = f"  ({pkg}FX graph cache {hits} hit / {misses} miss; import {float(parts[0]['import_s']):.1f}s excluded)"
         return run
 
 
@@ -371,6 +380,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--processes", type=int, default=os.cpu_count() or 1, help="arrcoc worker processes in 'best'")
     ap.add_argument("--python-wrapper", action="store_true",
                     help="arrcoc with CompileConfig(cpp_wrapper=False): inductor's Python wrapper (the old default)")
+    ap.add_argument("--no-package", action="store_true",
+                    help="arrcoc without CompileConfig(package=True): warm starts through inductor's caches")
     ap.add_argument("--numpyro-methods", default="parallel,vectorized", help="NumPyro chain methods tried in 'best'")
     ap.add_argument("--pyro-warmup", type=int, default=200, help="Pyro warmup (it is slow: shorter runs)")
     ap.add_argument("--pyro-draws", type=int, default=200, help="Pyro draws")
@@ -415,7 +426,8 @@ def run_model(name: str, a: argparse.Namespace, python: str | None) -> list[Run]
         ours_cache = tempfile.mkdtemp(prefix="arrcoc-bench-inductor-")
         try:
             for cache in ("cold", "warm"):
-                record(run_ours(name, metric, *common, processes, ours_cache, config, cache, not a.python_wrapper))
+                record(run_ours(name, metric, *common, processes, ours_cache, config, cache, not a.python_wrapper,
+                                not a.no_package))
         finally:
             shutil.rmtree(ours_cache, ignore_errors=True)
         if python is None:

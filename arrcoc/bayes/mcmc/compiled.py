@@ -60,12 +60,21 @@ class CompileConfig:
         while a warm cache (inductor's on-disk cache, a second process) keeps the built wrapper:
         pass True for long or repeated runs.  If the wrapper cannot be built, ``compile_graph``
         retries without it (with a warning).
+    package: keep each compiled sampler step as an AOTInductor package (``{key}.pt2`` next to the
+        traced graph, ``graph_cache``) and load that in later processes.  A warm start through
+        inductor's own caches still hashes the graph and torch's sources and reloads the module:
+        0.4-1.5 s per process, most of a short run's wall on a small model (eight schools, 4 x 500
+        iterations: 0.4 s of 0.8 s); the package loads in ~5 ms.  A package is C++ throughout (like
+        ``cpp_wrapper``) and takes longer to build than ``compile_fx`` (eight schools' NUTS run:
+        ~15 s against ~9 s), so it is off by default, like ``cpp_wrapper``: pass True for repeated
+        runs of one model.  If it cannot be built, the step compiles as without it (with a warning).
     """
     mode: str | None = None
     strict: bool = False
     vectorize: bool | None = None
     vectorize_min_numel: int = 16384
     cpp_wrapper: bool = False
+    package: bool = False
 
     def __post_init__(self):
         if self.mode is not None:
@@ -79,6 +88,8 @@ class CompileConfig:
             raise TypeError(f"strict must be True or False, got {self.strict!r}")
         if not isinstance(self.cpp_wrapper, bool):
             raise TypeError(f"cpp_wrapper must be True or False, got {self.cpp_wrapper!r}")
+        if not isinstance(self.package, bool):
+            raise TypeError(f"package must be True or False, got {self.package!r}")
         if self.vectorize is not None and not isinstance(self.vectorize, bool):
             raise TypeError(f"vectorize must be None, True or False, got {self.vectorize!r}")
         if isinstance(self.vectorize_min_numel, bool) or not isinstance(self.vectorize_min_numel, int) \
@@ -460,32 +471,44 @@ def compile_graph(fn: Callable[..., tuple], args: tuple, check: bool = True,
     traced afresh).
     """
     from . import graph_cache
+    config = config or CompileConfig()
+    on_cpu = all(a.device.type == "cpu" for a in args if isinstance(a, torch.Tensor))
+    if config.package and cache_key is not None and on_cpu:
+        packaged = _packaged_graph(fn, args, check, config, cache_key)
+        if packaged is not None:
+            return packaged
     loaded = graph_cache.load_graph(cache_key) if cache_key is not None else None
     try:
-        return _compile_graph(fn, args, check, config or CompileConfig(), cache_key, loaded)
+        return _compile_graph(fn, args, check, config, cache_key, loaded)
     except Exception:  # noqa: BLE001 - a stale or broken cached graph: drop it and trace afresh
         if loaded is None:
             raise
         graph_cache.drop_graph(cache_key)
-        return _compile_graph(fn, args, check, config or CompileConfig(), cache_key, None)
+        return _compile_graph(fn, args, check, config, cache_key, None)
+
+
+def _traced_step(fn, args, cache_key, loaded) -> tuple[torch.fx.GraphModule, int]:
+    """The step's graph (``loaded`` from ``graph_cache``, else traced and saved under ``cache_key``)
+    with its inputs' static fake values, and its largest tensor's element count."""
+    from torch.fx.experimental.proxy_tensor import make_fx
+    from . import graph_cache
+    if loaded is not None:
+        gm, numel = loaded
+        return graph_cache.restore_meta(gm, args), numel
+    gm = make_fx(fn, tracing_mode="fake", _allow_non_fake_inputs=True)(*args)   # closure data: constants
+    for sub in [m for m in gm.modules() if isinstance(m, torch.fx.GraphModule)]:
+        _nan_for_linalg_errors(sub)                                   # a loop body's factorisations too
+    _lift_loop_constants(gm)
+    numel = largest_numel(gm, args)
+    if cache_key is not None:
+        gm = graph_cache.restore_meta(graph_cache.save_graph(cache_key, gm, numel), args)
+    return gm, numel
 
 
 def _compile_graph(fn, args, check, config, cache_key, loaded) -> CompiledGraph:
     from torch._inductor import cpu_vec_isa
     from torch._inductor.compile_fx import compile_fx
-    from torch.fx.experimental.proxy_tensor import make_fx
-    from . import graph_cache
-    if loaded is not None:
-        gm, numel = loaded
-        graph_cache.restore_meta(gm, args)
-    else:
-        gm = make_fx(fn, tracing_mode="fake", _allow_non_fake_inputs=True)(*args)   # closure data: constants
-        for sub in [m for m in gm.modules() if isinstance(m, torch.fx.GraphModule)]:
-            _nan_for_linalg_errors(sub)
-        _lift_loop_constants(gm)
-        numel = largest_numel(gm, args)
-        if cache_key is not None:
-            gm = graph_cache.restore_meta(graph_cache.save_graph(cache_key, gm, numel), args)
+    gm, numel = _traced_step(fn, args, cache_key, loaded)
     simd = config.wants_simd(numel)
     on_cpu = all(a.device.type == "cpu" for a in args if isinstance(a, torch.Tensor))
     patches = _inductor_patches(config, simd, on_cpu)
@@ -508,14 +531,86 @@ def _compile_graph(fn, args, check, config, cache_key, loaded) -> CompiledGraph:
         if fresh:
             cpu_vec_isa.valid_vec_isa_list.cache_clear()
     if check:
-        got, want = compiled(*args), fn(*args)
-        try:
-            if len(got) != len(want):
-                raise RuntimeError(f"compiled graph returned {len(got)} outputs, eager {len(want)}")
-            for i, (a, b) in enumerate(zip(got, want)):
-                tol = _CHECK_TOL.get(a.dtype, 1e-6)          # fused loops reorder sums: a few ulps per op
-                torch.testing.assert_close(a, b, rtol=tol, atol=tol, equal_nan=True,
-                                           msg=lambda m, i=i: f"compiled graph output {i} differs from eager: {m}")
-        except AssertionError as err:
-            raise RuntimeError(str(err)) from err
+        _check_against_eager(compiled, fn, args)
     return CompiledGraph(compiled, simd and on_cpu, numel)
+
+
+def _check_against_eager(compiled: Callable, fn: Callable, args: tuple) -> None:
+    """Raise RuntimeError unless ``compiled(*args)`` agrees with ``fn(*args)`` output by output."""
+    got, want = compiled(*args), fn(*args)
+    try:
+        if len(got) != len(want):
+            raise RuntimeError(f"compiled graph returned {len(got)} outputs, eager {len(want)}")
+        for i, (a, b) in enumerate(zip(got, want)):
+            tol = _CHECK_TOL.get(a.dtype, 1e-6)          # fused loops reorder sums: a few ulps per op
+            torch.testing.assert_close(a, b, rtol=tol, atol=tol, equal_nan=True,
+                                       msg=lambda m, i=i: f"compiled graph output {i} differs from eager: {m}")
+    except AssertionError as err:
+        raise RuntimeError(str(err)) from err
+
+
+def _packaged_graph(fn, args, check, config: CompileConfig, cache_key: str) -> CompiledGraph | None:
+    """``compile_graph`` through an AOTInductor package under ``cache_key`` (``CompileConfig.package``):
+    load it if a process built it before, else trace (or load the traced graph), export, build and
+    keep it.  None (with a warning; ``strict`` raises) when it cannot be built or does not agree
+    with eager, and the caller compiles the usual way."""
+    import torch._inductor
+    from . import graph_cache
+    path = graph_cache.package_path(cache_key)
+    runner = None
+    if path.exists():
+        try:
+            numel = graph_cache.package_numel(cache_key)
+            runner = _load_package(path, config.wants_simd(numel))
+            if check:
+                _check_against_eager(runner, fn, args)
+            return CompiledGraph(runner, config.wants_simd(numel), numel)
+        except Exception:  # noqa: BLE001 - stale, truncated or foreign package: build it again
+            graph_cache.drop_package(cache_key)
+    try:
+        gm, numel = _traced_step(fn, args, cache_key, graph_cache.load_graph(cache_key))
+        simd = config.wants_simd(numel)
+        patches = {k: v for k, v in _inductor_patches(config, simd, True).items() if k != "cpp_wrapper"}
+        exported = torch.export.export(gm, tuple(args), strict=False)
+        graph_cache.save_package(cache_key, exported, patches)
+        runner = _load_package(path, simd)
+        if check:
+            _check_against_eager(runner, fn, args)
+        return CompiledGraph(runner, simd, numel)
+    except Exception as err:  # noqa: BLE001 - no AOTInductor here: inductor's own path
+        graph_cache.drop_package(cache_key)
+        if config.strict:
+            raise
+        warnings.warn(f"compiled step could not be packaged ({failure_reason(err)}); compiling it without "
+                      "a package", RuntimeWarning, stacklevel=4)
+        return None
+
+
+def _load_package(path, simd: bool):
+    """``torch._inductor.aoti_load_package`` with the SIMD choice the package was built with.
+
+    Loading checks the package's CPU ISA against this machine's, which inductor finds by building
+    and dlopen-ing a probe per ISA in child processes: ~1.1 s of every fresh process, twice what
+    the rest of a warm start costs.  Stating the choice (``cpp.vec_isa_ok``) skips the probes: a
+    scalar package needs no ISA, a SIMD one the ISA this machine's CPU flags name (the probes only
+    confirm that the compiler builds it, which building the package here already did).  The ISA
+    list inductor caches under that setting is forgotten afterwards, as ``_compile_graph`` does."""
+    import torch._inductor
+    from torch._inductor import cpu_vec_isa
+    isa_cache = getattr(cpu_vec_isa.valid_vec_isa_list, "cache_clear", None)
+    try:
+        if isa_cache is not None:
+            isa_cache()
+        with torch._inductor.config.patch({"cpp.vec_isa_ok": simd}):
+            model = torch._inductor.aoti_load_package(str(path))
+    finally:
+        if isa_cache is not None:
+            isa_cache()
+    # the model's __call__ parses its input / output tree specs from JSON and flattens both at every
+    # call (~20 us, half a small model's leapfrog step); a step's inputs and outputs are flat tuples
+    # of tensors already, so the loader's boxed entry point takes them as they are
+    boxed = getattr(getattr(model, "loader", None), "boxed_run", None)
+    if boxed is None:
+        return model
+    return lambda *args: boxed(list(args))
+

@@ -25,11 +25,13 @@ import hashlib
 import os
 import pickle
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
 
-__all__ = ["graph_cache_dir", "logdensity_fingerprint", "step_graph_key", "load_graph", "save_graph", "drop_graph", "restore_meta"]
+__all__ = ["graph_cache_dir", "logdensity_fingerprint", "step_graph_key", "load_graph", "save_graph", "drop_graph",
+           "restore_meta", "package_path", "package_numel", "save_package", "drop_package"]
 
 _SOURCES: list[str] = []      # this package's source hash, computed once per process
 
@@ -236,5 +238,50 @@ def drop_graph(key: str) -> None:
     """Remove the entry under ``key`` if there is one."""
     try:
         (graph_cache_dir() / f"{key}.pkl").unlink()
+    except OSError:
+        pass
+
+
+# ---------------------------------------------------------------- AOTInductor packages
+def package_path(key: str) -> Path:
+    """Where the AOTInductor package of the step graph under ``key`` is kept (``CompileConfig.package``)."""
+    return graph_cache_dir() / f"{key}.pt2"
+
+
+def package_numel(key: str) -> int:
+    """The largest tensor's element count recorded with the traced graph under ``key`` (0 if none)."""
+    try:
+        with open(graph_cache_dir() / f"{key}.pkl", "rb") as f:
+            entry = pickle.load(f)
+        return int(entry.get("numel", 0)) if isinstance(entry, dict) else 0
+    except Exception:  # noqa: BLE001 - missing or foreign: unknown size
+        return 0
+
+
+def save_package(key: str, exported, inductor_configs: dict) -> Path:
+    """Build the AOTInductor package of ``exported`` (a ``torch.export.ExportedProgram``) under ``key``
+    (written to a temporary name and moved into place: two processes may build it at once); returns
+    its path (``package_path``).  OSError when the cache directory is not writable."""
+    import torch._inductor
+    folder = graph_cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{key}.", suffix=".pt2")
+    os.close(fd)
+    try:
+        with warnings.catch_warnings():     # torch's own pickling of tree specs, not the caller's business
+            warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*", category=FutureWarning)
+            built = torch._inductor.aoti_compile_and_package(exported, package_path=tmp,
+                                                             inductor_configs=dict(inductor_configs))
+        os.replace(built, package_path(key))
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return package_path(key)
+
+
+def drop_package(key: str) -> None:
+    """Remove the package under ``key`` if there is one."""
+    try:
+        package_path(key).unlink()
     except OSError:
         pass

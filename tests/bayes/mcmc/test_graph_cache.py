@@ -87,6 +87,73 @@ def test_step_graph_is_stored_reused_and_replaced_when_stale(tmp_path, monkeypat
     torch.testing.assert_close(got4[1], want[1])
 
 
+def test_graph_spec_round_trip_keeps_a_while_loop_and_its_data():
+    """A traced graph with a while_loop (whose body closes over data) survives the on-disk form:
+    same outputs, and the loop's constants stay inputs of the loop after lifting."""
+    import pickle
+
+    from torch._higher_order_ops.while_loop import while_loop_op
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    from arrcoc.bayes.mcmc.compiled import _lift_loop_constants
+    data = torch.tensor([0.5, -1.0, 2.0], dtype=F64)
+
+    def f(x, n):
+        def cond(x, i, n):
+            return i < n
+
+        def body(x, i, n):
+            return 0.5 * x + torch.sin(x[..., 1:]).sum(-1, keepdim=True) + data, i + 1
+        return while_loop_op(cond, body, (x, torch.zeros((), dtype=torch.long)), (n,))
+    x, n = torch.tensor([[0.1, 0.2, 0.3], [1.0, -1.0, 0.5]], dtype=F64), torch.tensor(4)
+    gm = make_fx(f, tracing_mode="fake", _allow_non_fake_inputs=True)(x, n)
+    assert _lift_loop_constants(gm) == 1
+    body = next(m for name, m in gm.named_children() if "body" in name)
+    assert not [nd for nd in body.graph.nodes if nd.op == "get_attr"]      # the data is an input now
+    again = graph_cache._graph_from_spec(pickle.loads(pickle.dumps(graph_cache._graph_spec(gm))))
+    want = x
+    for _ in range(4):
+        want = 0.5 * want + torch.sin(want[..., 1:]).sum(-1, keepdim=True) + data
+    for g in (gm, again):
+        out, count = g(x, n)
+        torch.testing.assert_close(out, want)
+        assert int(count) == 4
+
+
+@needs_cxx
+@pytest.mark.slow          # ~40 s: two AOTInductor builds
+def test_packaged_step_is_built_loaded_and_rebuilt_when_broken(tmp_path, monkeypatch):
+    """CompileConfig(package=True): the first object builds {key}.pt2, a second (as in a new process)
+    loads it and gives the same numbers; a truncated package is dropped and built again."""
+    from arrcoc.bayes.mcmc import CompileConfig
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))
+    data = torch.tensor([0.5, -1.0, 2.0], dtype=F64)
+
+    def logp(q):
+        return -0.5 * ((q - data) ** 2).sum(-1) - torch.log1p(q * q).sum(-1)
+    q = torch.tensor([[0.1, 0.2, 0.3], [1.0, -1.0, 0.5]], dtype=F64)
+    eps = torch.tensor(0.1, dtype=F64)
+    want = _step(lambda x: autograd_value_and_grad(logp, x))(q, eps)
+    config = CompileConfig(package=True, vectorize=False, strict=True)
+    first = CompiledLogDensity(logp, config)
+    got1 = first.run_step("test step", (), _step, (q, eps))
+    key = first._graph_key("test step", (), (q, eps))
+    package = graph_cache.package_path(key)
+    assert package.is_file()
+    loaded = []
+    real_load = torch._inductor.aoti_load_package
+    monkeypatch.setattr(torch._inductor, "aoti_load_package", lambda p: loaded.append(p) or real_load(p))
+    got2 = CompiledLogDensity(logp, config).run_step("test step", (), _step, (q, eps))
+    assert loaded == [str(package)]
+    for a, b, c in zip(got1, got2, want):
+        torch.testing.assert_close(a, c)
+        torch.testing.assert_close(b, c)
+    package.write_bytes(package.read_bytes()[:100])                 # truncated: dropped and built again
+    got3 = CompiledLogDensity(logp, config).run_step("test step", (), _step, (q, eps))
+    torch.testing.assert_close(got3[0], want[0])
+    assert package.is_file() and package.stat().st_size > 100
+
+
 def test_dense_metric_momentum_factor_is_the_inverse_transpose():
     g = torch.Generator().manual_seed(3)
     A = torch.randn(2, 4, 4, generator=g, dtype=F64)

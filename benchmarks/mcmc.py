@@ -5,15 +5,15 @@ machine configurations and from a cold and a warm compile cache, all in one run 
 Configurations:
 
   best      what a user would choose to use every core of this machine (``--processes``, default
-            ``os.cpu_count()``):
+            ``os.cpu_count()`` and one process per chain, each tried):
               arrcoc   ``sample(NUTS(metric=...), model, compile=CompileConfig(cpp_wrapper=True,
                        package=True))`` (inductor's C++ wrapper and the step kept as an AOTInductor
                        package: the choices for long or repeated runs; --python-wrapper measures the
                        default ``compile=True`` instead, --no-package the C++ wrapper through
                        inductor's own caches) with the chains split over
-                       that many worker processes of one torch thread each (on these models threads
-                       inside one process do not pay: a step is microseconds of arithmetic), started
-                       together; the wall is from the first process's start of ``sample`` to the
+                       that many worker processes of one torch thread each (two threads in one
+                       process measured 0.85x the wall on diamonds, 1.3x on the GP: a step is tens
+                       of microseconds of small kernels), started together; the wall is from the first process's start of ``sample`` to the
                        last one's end.
               numpyro  ``chain_method="parallel"`` over one ``--xla_force_host_platform_device_count``
                        host device per chain (NumPyro's documented setting,
@@ -377,7 +377,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--chains", type=int, default=4)
     ap.add_argument("--models", default=",".join(MODELS), help="comma list among " + ",".join(MODELS))
     ap.add_argument("--configs", default="best,1 thread", help="comma list among 'best', '1 thread'")
-    ap.add_argument("--processes", type=int, default=os.cpu_count() or 1, help="arrcoc worker processes in 'best'")
+    ap.add_argument("--processes", default=None,
+                    help="comma list of arrcoc worker-process counts tried in 'best' (default: the core count and "
+                         "one process per chain, as NumPyro's parallel runs one device per chain)")
     ap.add_argument("--python-wrapper", action="store_true",
                     help="arrcoc with CompileConfig(cpp_wrapper=False): inductor's Python wrapper (the old default)")
     ap.add_argument("--no-package", action="store_true",
@@ -406,7 +408,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         ap.error(f"unknown config(s) {bad}; choose among {list(CONFIGS)}")
     if bad := [m for m in a.numpyro_methods if m not in ("parallel", "vectorized")]:
         ap.error(f"unknown NumPyro method(s) {bad}; choose among parallel,vectorized")
-    if a.processes < 1:
+    try:
+        a.processes = ([os.cpu_count() or 1, a.chains] if a.processes is None
+                       else [int(p) for p in str(a.processes).split(",")])
+    except ValueError:
+        ap.error(f"--processes must be a comma list of positive integers, got {a.processes!r}")
+    a.processes = list(dict.fromkeys(min(p, a.chains) for p in a.processes))
+    if any(p < 1 for p in a.processes):
         ap.error("--processes must be >= 1")
     return a
 
@@ -422,14 +430,14 @@ def run_model(name: str, a: argparse.Namespace, python: str | None) -> list[Run]
             print(run.line(), flush=True)
     common = (a.chains, a.warmup, a.draws, a.seed)
     for config in a.configs:
-        processes = a.processes if config == "best" else 1
-        ours_cache = tempfile.mkdtemp(prefix="arrcoc-bench-inductor-")
-        try:
-            for cache in ("cold", "warm"):
-                record(run_ours(name, metric, *common, processes, ours_cache, config, cache, not a.python_wrapper,
-                                not a.no_package))
-        finally:
-            shutil.rmtree(ours_cache, ignore_errors=True)
+        for processes in (a.processes if config == "best" else [1]):
+            ours_cache = tempfile.mkdtemp(prefix="arrcoc-bench-inductor-")
+            try:
+                for cache in ("cold", "warm"):
+                    record(run_ours(name, metric, *common, processes, ours_cache, config, cache, not a.python_wrapper,
+                                    not a.no_package))
+            finally:
+                shutil.rmtree(ours_cache, ignore_errors=True)
         if python is None:
             continue
         # parallel: one host device per chain (fewer devices than chains make NumPyro run them in turn)
@@ -459,7 +467,7 @@ def main(argv=None):
     load_start = _load()
     print(f"# {a.chains} chains x {a.warmup} warmup x {a.draws} draws (Pyro {a.pyro_warmup} x {a.pyro_draws}), "
           f"float64, CPU, {os.cpu_count()} cores; seed {a.seed}; torch {torch.__version__}")
-    print(f"# best: arrcoc {a.processes} processes, NumPyro {'/'.join(a.numpyro_methods)}; load average at start "
+    print(f"# best: arrcoc {'/'.join(map(str, a.processes))} processes, NumPyro {'/'.join(a.numpyro_methods)}; load average at start "
           f"(1/5/15 min) {load_start}")
     print(f"# numpyro: {python} ({source})" if python else f"# numpyro: skipped ({source})", flush=True)
     runs = []

@@ -557,8 +557,8 @@ def _packaged_graph(fn, args, check, config: CompileConfig, cache_key: str) -> C
     import torch._inductor
     from . import graph_cache
     path = graph_cache.package_path(cache_key)
-    runner = None
-    if path.exists():
+
+    def load():
         try:
             numel = graph_cache.package_numel(cache_key)
             runner = _load_package(path, config.wants_simd(numel))
@@ -567,12 +567,20 @@ def _packaged_graph(fn, args, check, config: CompileConfig, cache_key: str) -> C
             return CompiledGraph(runner, config.wants_simd(numel), numel)
         except Exception:  # noqa: BLE001 - stale, truncated or foreign package: build it again
             graph_cache.drop_package(cache_key)
+            return None
+    if path.exists() and (done := load()) is not None:
+        return done
     try:
-        gm, numel = _traced_step(fn, args, cache_key, graph_cache.load_graph(cache_key))
-        simd = config.wants_simd(numel)
-        patches = {k: v for k, v in _inductor_patches(config, simd, True).items() if k != "cpp_wrapper"}
-        exported = torch.export.export(gm, tuple(args), strict=False)
-        graph_cache.save_package(cache_key, exported, patches)
+        # one process builds a key at a time (two processes sampling the same model at once would
+        # otherwise write the same inductor build files together); a waiting one loads the result
+        with graph_cache.package_lock(cache_key):
+            if path.exists() and (done := load()) is not None:
+                return done
+            gm, numel = _traced_step(fn, args, cache_key, graph_cache.load_graph(cache_key))
+            simd = config.wants_simd(numel)
+            patches = {k: v for k, v in _inductor_patches(config, simd, True).items() if k != "cpp_wrapper"}
+            exported = torch.export.export(gm, tuple(args), strict=False)
+            graph_cache.save_package(cache_key, exported, patches)
         runner = _load_package(path, simd)
         if check:
             _check_against_eager(runner, fn, args)

@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 __all__ = ["graph_cache_dir", "logdensity_fingerprint", "step_graph_key", "load_graph", "save_graph", "drop_graph",
-           "restore_meta", "package_path", "package_numel", "save_package", "drop_package"]
+           "restore_meta", "package_path", "package_numel", "package_lock", "save_package", "drop_package"]
 
 _SOURCES: list[str] = []      # this package's source hash, computed once per process
 
@@ -256,6 +256,15 @@ def package_numel(key: str) -> int:
         return int(entry.get("numel", 0)) if isinstance(entry, dict) else 0
     except Exception:  # noqa: BLE001 - missing or foreign: unknown size
         return 0
+
+
+def package_lock(key: str, timeout: float = 600.0):
+    """An inter-process lock for building the package under ``key`` (``filelock``, which torch
+    depends on); it gives up after ``timeout`` seconds with ``filelock.Timeout``."""
+    from filelock import FileLock
+    folder = graph_cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(folder / f".{key}.lock"), timeout=timeout)
 
 
 def save_package(key: str, exported, inductor_configs: dict) -> Path:

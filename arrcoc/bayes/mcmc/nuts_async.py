@@ -1,4 +1,4 @@
-"""Asynchronous chain-vectorised NUTS: every chain runs its own trajectory, one leapfrog step at a time.
+"""Asynchronous chain-vectorised NUTS: every chain runs its own trajectory, leapfrog step by leapfrog step.
 
 Lock-step NUTS (``nuts.py``) makes every chain wait at each draw for the chain with the deepest tree:
 with 4 chains a draw costs the maximum of 4 tree sizes, 1.3-1.4x the mean on posteriordb's eight
@@ -8,9 +8,11 @@ batching control-intensive programs", 2020): depth, leaf index in the current su
 trajectory ends, U-turn checkpoints.  A chain whose tree ends returns its draw and starts a new
 trajectory at the next step while the others carry on, so no leapfrog step is wasted.
 
-The step is one straight-line tensor program (no Python branch depends on data), so it runs as is on
-CPU or GPU and compiles into a single graph when the log density is a ``CompiledLogDensity``
-(``sample(..., compile=True)``; the graphs are built and cached by ``CompiledLogDensity.run_step``).
+The step (``tree_step``) is one straight-line tensor program (no Python branch depends on data), so
+it runs as is on CPU or GPU.  A call of ``nuts_async_step`` runs steps until some chain's draw ends
+(``tree_run``, at most ``num_leapfrog``); when the log density is a ``CompiledLogDensity``
+(``sample(..., compile=True)``) that loop is a ``torch.while_loop`` compiled with the step into one
+graph (built and cached by ``CompiledLogDensity.run_step``).
 The algorithm per chain is the one of ``nuts.py`` (Stan's), from the same pieces (``trajectory.py``):
 multinomial sampling (uniform inside a subtree, biased at merges), the generalised U-turn criterion on
 every completed sub-subtree including the checks across neighbouring subtrees, max tree depth,
@@ -18,8 +20,8 @@ divergence when the energy error exceeds ``max_delta_energy``.
 
 Pure functions: ``nuts_async_init(hmc_state, max_tree_depth)`` and
 ``nuts_async_step(state, generator, logdensity_fn, step_size, metric, ...) -> (state, info)``, where
-``info.finished`` (C,) marks the chains whose draw ended at this step (their fields of ``info`` and
-``state.position`` are the new draw).  The driver's asynchronous loop collects the draws.
+``info.finished`` (C,) marks the chains whose draw ended at the call's last step (their fields of
+``info`` and ``state.position`` are the new draw).  The driver's asynchronous loop collects the draws.
 """
 from __future__ import annotations
 

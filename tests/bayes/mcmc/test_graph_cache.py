@@ -52,16 +52,21 @@ def _step(value_and_grad_fn):
     return step
 
 
-@needs_cxx
-def test_step_graph_is_stored_reused_and_replaced_when_stale(tmp_path, monkeypatch):
-    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))
+def _case():
+    """A log density closing over data, a batch of 2 points, a step size and the step's eager result."""
     data = torch.tensor([0.5, -1.0, 2.0], dtype=F64)
 
     def logp(q):
         return -0.5 * ((q - data) ** 2).sum(-1) - torch.log1p(q * q).sum(-1)
     q = torch.tensor([[0.1, 0.2, 0.3], [1.0, -1.0, 0.5]], dtype=F64)
     eps = torch.tensor(0.1, dtype=F64)
-    want = _step(lambda x: autograd_value_and_grad(logp, x))(q, eps)             # eager autograd
+    return logp, q, eps, _step(lambda x: autograd_value_and_grad(logp, x))(q, eps)      # eager autograd
+
+
+@needs_cxx
+def test_step_graph_is_stored_reused_and_replaced_when_stale(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))
+    logp, q, eps, want = _case()
     first = CompiledLogDensity(logp, vectorize=False)
     got1 = first.run_step("test step", (), _step, (q, eps))
     key = first._graph_key("test step", (), (q, eps))
@@ -127,13 +132,7 @@ def test_packaged_step_is_built_loaded_and_rebuilt_when_broken(tmp_path, monkeyp
     loads it and gives the same numbers; a truncated package is dropped and built again."""
     from arrcoc.bayes.mcmc import CompileConfig
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))
-    data = torch.tensor([0.5, -1.0, 2.0], dtype=F64)
-
-    def logp(q):
-        return -0.5 * ((q - data) ** 2).sum(-1) - torch.log1p(q * q).sum(-1)
-    q = torch.tensor([[0.1, 0.2, 0.3], [1.0, -1.0, 0.5]], dtype=F64)
-    eps = torch.tensor(0.1, dtype=F64)
-    want = _step(lambda x: autograd_value_and_grad(logp, x))(q, eps)
+    logp, q, eps, want = _case()
     config = CompileConfig(package=True, vectorize=False, strict=True)
     first = CompiledLogDensity(logp, config)
     got1 = first.run_step("test step", (), _step, (q, eps))

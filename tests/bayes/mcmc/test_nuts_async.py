@@ -122,28 +122,34 @@ def test_runs_of_leapfrog_steps_stop_when_a_draw_ends():
     assert 3 <= float(steps.mean()) <= 15
 
 
+def _std_normal_vg(q):
+    return std_normal(q), -q
+
+
+def _tree_inputs(seed):
+    """Generator, a fresh tree state of 4 chains on N(0, I_3), identity metric, step 0.4."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(4, 3, generator=g, dtype=torch.float64)
+    state = nuts_async_init(hmc_init(x, std_normal), max_tree_depth=6)
+    return g, state, identity_metric(4, 3), torch.full((4,), 0.4, dtype=torch.float64)
+
+
 def test_tree_run_stops_after_the_first_finished_draw_and_equals_single_steps():
     """tree_run over L pre-drawn steps = tree_step applied one step at a time up to and including the
     first step where a chain finishes (same state, same info); with no finish it runs all L."""
-    g = torch.Generator().manual_seed(3)
-    x = torch.randn(4, 3, generator=g, dtype=torch.float64)
-    metric = identity_metric(4, 3)
-    eps = torch.full((4,), 0.4, dtype=torch.float64)
-
-    def vg(q):
-        return std_normal(q), -q
-    state = nuts_async_init(hmc_init(x, std_normal), max_tree_depth=6)
+    g, state, metric, eps = _tree_inputs(3)
     for _ in range(5):                                  # a few calls, from fresh and mid-tree states
         L = 6
         normal = torch.randn(L, 4, 3, generator=g, dtype=torch.float64)
         uniform = torch.rand(L, 4, 3, generator=g, dtype=torch.float64)
         ref, taken = state, 0
         for j in range(L):
-            ref, ref_info = tree_step(ref, normal[j], uniform[j], eps, metric.inverse_mass, None, vg, 6, 1000.0)
+            ref, ref_info = tree_step(ref, normal[j], uniform[j], eps, metric.inverse_mass, None, _std_normal_vg, 6,
+                                      1000.0)
             taken += 1
             if bool((ref_info[:, 0] > 0).any()):
                 break
-        out, info = tree_run(state, normal, uniform, eps, metric.inverse_mass, None, vg, 6, 1000.0)
+        out, info = tree_run(state, normal, uniform, eps, metric.inverse_mass, None, _std_normal_vg, 6, 1000.0)
         for a, b in zip(out, ref):
             assert torch.equal(a, b)
         assert torch.equal(info, ref_info)
@@ -155,19 +161,12 @@ def test_tree_run_stops_after_the_first_finished_draw_and_equals_single_steps():
 def test_compiled_tree_run_matches_eager():
     """The while_loop graph (compile_graph) gives the eager loop's state and info on the same draws."""
     from arrcoc.bayes.mcmc.compiled import compile_graph
-    g = torch.Generator().manual_seed(5)
-    x = torch.randn(4, 3, generator=g, dtype=torch.float64)
-    metric = identity_metric(4, 3)
-    eps = torch.full((4,), 0.4, dtype=torch.float64)
-
-    def vg(q):
-        return std_normal(q), -q
+    g, state, metric, eps = _tree_inputs(5)
 
     def run(position, logdensity, grad, tree, flags, normal, uniform, step_size, inverse_mass):
         out, info = tree_run(NUTSTreeState(position, logdensity, grad, tree, flags), normal, uniform, step_size,
-                             inverse_mass, None, vg, 6, 1000.0)
+                             inverse_mass, None, _std_normal_vg, 6, 1000.0)
         return (*out, info)
-    state = nuts_async_init(hmc_init(x, std_normal), max_tree_depth=6)
     normal = torch.randn(8, 4, 3, generator=g, dtype=torch.float64)
     uniform = torch.rand(8, 4, 3, generator=g, dtype=torch.float64)
     args = (*state, normal, uniform, eps, metric.inverse_mass)

@@ -206,7 +206,8 @@ EXEMPT = {
     **{M + "graph_cache." + n: "plumbing of CompiledLogDensity's on-disk step-graph cache: called by run_step / "
        "compile_graph with the keys, graphs and arguments they built, never with user input"
        for n in ("graph_cache_dir", "logdensity_fingerprint", "step_graph_key", "load_graph", "save_graph",
-                 "drop_graph", "restore_meta")},
+                 "drop_graph", "restore_meta", "package_path", "package_numel", "package_lock", "save_package",
+                 "drop_package")},
 }
 
 

@@ -124,6 +124,7 @@ CASES = [
     kw("concept.ConceptScorer", lambda: {"classifier_weight": torch.randn(10, 8), "classifier_bias": torch.zeros(10),
                                          "label_embeddings": torch.randn(10, 4)}, "top_k", BAD_COUNT),
     kw("knapsack.resolution_gain", {"levels": LEVELS}, "half_tokens", BAD_POSITIVE),
+    kw("concept.window_pairs", {}, "grid", BAD_COUNT),
 ]
 
 EXEMPT = {
@@ -144,6 +145,9 @@ EXEMPT = {
     R + "question.STOP_WORDS": "constant (word set)",
     R + "concept.ConceptScore": "NamedTuple result of ConceptScorer",
     R + "concept.TEXT_PHRASE": "constant (prompt phrase)",
+    **{R + "concept." + n: "inner kernel of the ConSE window look (inputs trusted, as documented): called by "
+       "RelevanceAllocator with the region features and window pairs it validated and built"
+       for n in ("window_features", "pool_windows")},
 }
 
 

@@ -64,9 +64,9 @@ class CompileConfig:
         traced graph, ``graph_cache``) and load that in later processes.  A warm start through
         inductor's own caches still hashes the graph and torch's sources and reloads the module:
         0.4-1.5 s per process, most of a short run's wall on a small model (eight schools, 4 x 500
-        iterations: 0.4 s of 0.8 s); the package loads in ~5 ms.  A package is C++ throughout (like
+        iterations: 0.4 s of 0.8 s); the package loads in ~0.07 s.  A package is C++ throughout (like
         ``cpp_wrapper``) and takes longer to build than ``compile_fx`` (eight schools' NUTS run:
-        ~15 s against ~9 s), so it is off by default, like ``cpp_wrapper``: pass True for repeated
+        ~13 s against ~9 s), so it is off by default, like ``cpp_wrapper``: pass True for repeated
         runs of one model.  If it cannot be built, the step compiles as without it (with a warning).
     """
     mode: str | None = None

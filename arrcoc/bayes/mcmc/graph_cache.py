@@ -244,8 +244,30 @@ def drop_graph(key: str) -> None:
 
 # ---------------------------------------------------------------- AOTInductor packages
 def package_path(key: str) -> Path:
-    """Where the AOTInductor package of the step graph under ``key`` is kept (``CompileConfig.package``)."""
-    return graph_cache_dir() / f"{key}.pt2"
+    """Where the AOTInductor package of the step graph under ``key`` is kept (``CompileConfig.package``).
+
+    The name carries this machine's architecture and the SIMD instruction sets its CPU reports: a
+    package is native code and is loaded without inductor's ISA probes (``compiled._load_package``),
+    so a cache directory shared with another kind of CPU must not hand it this one's."""
+    return graph_cache_dir() / f"{key}-{_machine_tag()}.pt2"
+
+
+_MACHINE: list[str] = []
+
+
+def _machine_tag() -> str:
+    if not _MACHINE:
+        import platform
+        tag = platform.machine() or "unknown"
+        try:
+            from torch._inductor.cpu_vec_isa import x86_isa_checker     # reads /proc/cpuinfo, no probe
+            flags = sorted(x86_isa_checker()) if tag in ("x86_64", "AMD64") else []
+            if flags:
+                tag += "-" + "-".join(flags)
+        except Exception:  # noqa: BLE001 - no inductor / another platform: the architecture alone
+            pass
+        _MACHINE.append(tag)
+    return _MACHINE[0]
 
 
 def package_numel(key: str) -> int:

@@ -128,7 +128,7 @@ def test_graph_spec_round_trip_keeps_a_while_loop_and_its_data():
 @needs_cxx
 @pytest.mark.slow          # ~40 s: two AOTInductor builds
 def test_packaged_step_is_built_loaded_and_rebuilt_when_broken(tmp_path, monkeypatch):
-    """CompileConfig(package=True): the first object builds {key}.pt2, a second (as in a new process)
+    """CompileConfig(package=True): the first object builds its package, a second (as in a new process)
     loads it and gives the same numbers; a truncated package is dropped and built again."""
     from arrcoc.bayes.mcmc import CompileConfig
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))

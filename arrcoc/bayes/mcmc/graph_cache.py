@@ -153,16 +153,20 @@ def _target_spec(target):
     return ("py", target)                      # picklable by reference (operator.getitem, ...), or it raises
 
 
-def _arg_spec(arg):
-    if isinstance(arg, torch.fx.Node):
-        return _NodeRef(arg.name)
+def _map_leaves(arg, leaf):
+    """``arg`` (a node's args / kwargs: nested tuples, lists, dicts, slices) with ``leaf`` applied to
+    everything else in it."""
     if isinstance(arg, (tuple, list)):
-        return type(arg)(_arg_spec(a) for a in arg)
+        return type(arg)(_map_leaves(a, leaf) for a in arg)
     if isinstance(arg, dict):
-        return {k: _arg_spec(v) for k, v in arg.items()}
+        return {k: _map_leaves(v, leaf) for k, v in arg.items()}
     if isinstance(arg, slice):
-        return slice(_arg_spec(arg.start), _arg_spec(arg.stop), _arg_spec(arg.step))
-    return arg
+        return slice(_map_leaves(arg.start, leaf), _map_leaves(arg.stop, leaf), _map_leaves(arg.step, leaf))
+    return leaf(arg)
+
+
+def _arg_spec(arg):
+    return _map_leaves(arg, lambda a: _NodeRef(a.name) if isinstance(a, torch.fx.Node) else a)
 
 
 class _NodeRef:
@@ -195,15 +199,7 @@ def _graph_from_spec(spec: dict) -> torch.fx.GraphModule:
     attrs = {k: _graph_from_spec(v) if isinstance(v, dict) and "nodes" in v else v for k, v in spec["attrs"].items()}
 
     def resolve(arg):
-        if isinstance(arg, _NodeRef):
-            return env[arg.name]
-        if isinstance(arg, (tuple, list)):
-            return type(arg)(resolve(a) for a in arg)
-        if isinstance(arg, dict):
-            return {k: resolve(v) for k, v in arg.items()}
-        if isinstance(arg, slice):
-            return slice(resolve(arg.start), resolve(arg.stop), resolve(arg.step))
-        return arg
+        return _map_leaves(arg, lambda a: env[a.name] if isinstance(a, _NodeRef) else a)
     for op, name, target, args, kwargs in spec["nodes"]:
         node = graph.create_node(op, _resolve_target(target), resolve(args), resolve(kwargs), name=name)
         env[name] = node

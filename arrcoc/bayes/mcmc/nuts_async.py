@@ -284,6 +284,10 @@ def tree_run(state: NUTSTreeState, normal: torch.Tensor, uniform: torch.Tensor, 
     dt = state.position.dtype                  # the loop carries the state in its own dtype (tree_step's output)
     state = NUTSTreeState(state.position, state.logdensity.to(dt), state.grad.to(dt), state.tree.to(dt), state.flags)
     args = (step_size, inverse_mass, chol, value_and_grad_fn, max_tree_depth, max_delta_energy, momentum_factor)
+    if torch.compiler.is_compiling():
+        # torch.compile (CompiledLogDensity's fallback when the guard-free graph fails) refuses the
+        # loop's operator here: one step per call there, which the driver takes as any other run
+        return tree_step(state, normal[0], uniform[0], *args)
     if not _tracing(normal):
         info = None
         for j in range(L):
@@ -322,9 +326,9 @@ def tree_run(state: NUTSTreeState, normal: torch.Tensor, uniform: torch.Tensor, 
 
 
 def _tracing(t: torch.Tensor) -> bool:
-    """True inside make_fx (fake tensors) or torch.compile tracing."""
+    """True inside make_fx (fake tensors); torch.compile's tracing is told apart before."""
     from torch._subclasses.fake_tensor import is_fake
-    return is_fake(t) or torch.compiler.is_compiling()
+    return is_fake(t)
 
 
 def _compiled_block(fn: CompiledLogDensity, state: NUTSTreeState, normal, uniform, step_size, metric: Metric,

@@ -178,6 +178,23 @@ def test_compiled_tree_run_matches_eager():
         args = (*got[:5], normal, uniform, eps, metric.inverse_mass)
 
 
+@needs_cxx
+def test_tree_run_under_torch_compile_takes_one_step():
+    """CompiledLogDensity's last compiled fallback is torch.compile, which refuses the loop operator:
+    there tree_run takes exactly one step (tree_step's result), still a valid run for the driver."""
+    g, state, metric, eps = _tree_inputs(7)
+    normal = torch.randn(8, 4, 3, generator=g, dtype=torch.float64)
+    uniform = torch.rand(8, 4, 3, generator=g, dtype=torch.float64)
+
+    def run(*a):
+        out, info = tree_run(NUTSTreeState(*a[:5]), a[5], a[6], a[7], a[8], None, _std_normal_vg, 6, 1000.0)
+        return (*out, info)
+    got = torch.compile(run, fullgraph=True, dynamic=False)(*state, normal, uniform, eps, metric.inverse_mass)
+    out, info = tree_step(state, normal[0], uniform[0], eps, metric.inverse_mass, None, _std_normal_vg, 6, 1000.0)
+    for a, b in zip(got, (*out, info)):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
 def test_batching_validation():
     with pytest.raises(ValueError, match="batching"):
         NUTS(batching="parallel")

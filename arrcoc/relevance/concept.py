@@ -90,7 +90,7 @@ class ConceptScorer(nn.Module):
         ``window_features``, from the mean of the two regions' logits (no second matmul)."""
         logits = self.class_logits(region_features)  # (B, R, C)
         if pairs is not None:
-            logits = torch.cat([logits, logits[:, pairs].mean(2)], 1)  # (B, R + W, C)
+            logits = torch.cat([logits, window_features(logits, pairs)], 1)  # (B, R + W, C)
         return torch.log_softmax(logits, -1)  # (B, R[+W], C)
 
     def forward(self, region_features: Tensor, query_vector: Tensor) -> ConceptScore:
@@ -135,7 +135,8 @@ def window_pairs(grid: int, device=None) -> Tensor:
 
 def window_features(region_features: Tensor, pairs: Tensor) -> Tensor:
     """region_features (B, R, D), pairs (W, 2) -> (B, W, D): the mean of each window's two regions'
-    pooled features (inputs trusted)."""
+    pooled features, or of any per-region rows (``ConceptScorer.class_log_probs`` averages logits
+    with it) (inputs trusted)."""
     return region_features[:, pairs].mean(2)  # (B, W, 2, D) -> (B, W, D)
 
 

@@ -288,7 +288,8 @@ def tree_run(state: NUTSTreeState, normal: torch.Tensor, uniform: torch.Tensor, 
         # torch.compile (CompiledLogDensity's fallback when the guard-free graph fails) refuses the
         # loop's operator here: one step per call there, which the driver takes as any other run
         return tree_step(state, normal[0], uniform[0], *args)
-    if not _tracing(normal):
+    from torch._subclasses.fake_tensor import is_fake
+    if not is_fake(normal):                    # eager: a Python loop (make_fx traces fake tensors)
         info = None
         for j in range(L):
             state, info = tree_step(state, normal[j], uniform[j], *args)
@@ -304,18 +305,14 @@ def tree_run(state: NUTSTreeState, normal: torch.Tensor, uniform: torch.Tensor, 
     info0 = torch.zeros(C, 7, dtype=dt, device=state.position.device)     # (C, 7)
     j0 = torch.zeros((), dtype=torch.long, device=state.position.device)
     extra = [t for t in (normal, uniform, step_size, inverse_mass, chol, momentum_factor) if t is not None]
-    has_chol, has_factor = chol is not None, momentum_factor is not None
-
-    def unpack(extra):
-        it = iter(extra)
-        n, u, eps, inv = next(it), next(it), next(it), next(it)
-        return n, u, eps, inv, next(it) if has_chol else None, next(it) if has_factor else None
 
     def cond(position, logdensity, grad, tree, flags, info, j, *extra):
         return (j < L) & ~(info[:, 0] > 0).any()
 
     def body(position, logdensity, grad, tree, flags, info, j, *extra):
-        n, u, eps, inv, ch, fac = unpack(extra)
+        n, u, eps, inv, *rest = extra
+        ch = rest.pop(0) if chol is not None else None             # the optional inputs, in extra's order
+        fac = rest.pop(0) if momentum_factor is not None else None
         at = j.reshape(1)                                            # a tensor index: no data-dependent int
         new, info = tree_step(NUTSTreeState(position, logdensity, grad, tree, flags), n.index_select(0, at)[0],
                               u.index_select(0, at)[0], eps, inv, ch, value_and_grad_fn, max_tree_depth,
@@ -324,11 +321,6 @@ def tree_run(state: NUTSTreeState, normal: torch.Tensor, uniform: torch.Tensor, 
     out = while_loop_op(cond, body, (*state, info0, j0), tuple(extra))
     return NUTSTreeState(*out[:5]), out[5]
 
-
-def _tracing(t: torch.Tensor) -> bool:
-    """True inside make_fx (fake tensors); torch.compile's tracing is told apart before."""
-    from torch._subclasses.fake_tensor import is_fake
-    return is_fake(t)
 
 
 def _compiled_block(fn: CompiledLogDensity, state: NUTSTreeState, normal, uniform, step_size, metric: Metric,

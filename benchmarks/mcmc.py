@@ -8,8 +8,12 @@ Configurations:
             ``os.cpu_count()`` and one process per chain, each tried):
               arrcoc   ``sample(NUTS(metric=...), model, compile=CompileConfig(cpp_wrapper=True,
                        package=True))`` (inductor's C++ wrapper and the step kept as an AOTInductor
-                       package: the choices for long or repeated runs; --python-wrapper measures the
-                       default ``compile=True`` instead, --no-package the C++ wrapper through
+                       package: the choices for long or repeated runs), each with Stan's warmup start
+                       (``AdaptationConfig(init_metric="identity")``, the default, as NumPyro's) and
+                       with ``init_metric="hessian"`` (the metric from the curvature at each chain's
+                       position, initial_metric.py; ``--init-metrics``), the faster counting as ours
+                       (--python-wrapper measures the
+                       default ``compile=True``, --no-package the C++ wrapper through
                        inductor's own caches) with the chains split over
                        that many worker processes of one torch thread each (two threads in one
                        process measured 0.85x the wall on diamonds, 1.3x on the GP: a step is tens
@@ -59,6 +63,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import itertools
 import json
 import os
 import shutil
@@ -129,6 +134,7 @@ def worker_main(argv) -> None:
     ap = argparse.ArgumentParser()
     for name in ("--model", "--out", "--go", "--metric"):
         ap.add_argument(name, required=True)
+    ap.add_argument("--init-metric", default="identity")
     for name in ("--chains", "--warmup", "--draws", "--seed"):
         ap.add_argument(name, type=int, required=True)
     ap.add_argument("--python-wrapper", action="store_true")
@@ -140,7 +146,7 @@ def worker_main(argv) -> None:
     importlib.import_module("torch._inductor.compile_fx")     # the compiler's import, excluded like jax's
     from torch._dynamo.utils import counters
 
-    from arrcoc.bayes.mcmc import NUTS, CompileConfig, sample
+    from arrcoc.bayes.mcmc import NUTS, AdaptationConfig, CompileConfig, sample
     from mcmc_models import ours_models
     import_s = time.perf_counter() - t
     model = ours_models()[a.model]()
@@ -150,7 +156,7 @@ def worker_main(argv) -> None:
     from arrcoc.bayes.mcmc.graph_cache import graph_cache_dir
     packages = len(list(graph_cache_dir().glob("*.pt2"))) if graph_cache_dir().is_dir() else 0
     start = time.time()
-    res = sample(NUTS(metric=a.metric), model, num_chains=a.chains, num_warmup=a.warmup, num_samples=a.draws,
+    res = sample(NUTS(metric=a.metric, adaptation=AdaptationConfig(init_metric=a.init_metric)), model, num_chains=a.chains, num_warmup=a.warmup, num_samples=a.draws,
                  generator=torch.Generator().manual_seed(a.seed), progress=False,
                  compile=CompileConfig(cpp_wrapper=not a.python_wrapper,
                                        package=not (a.python_wrapper or a.no_package)), warn=False)
@@ -162,7 +168,7 @@ def worker_main(argv) -> None:
 
 
 def run_ours(name, metric, chains, warmup, draws, seed, processes, cache_dir, config, cache,
-             cpp_wrapper=True, package=True) -> Run | None:
+             cpp_wrapper=True, package=True, init_metric="identity") -> Run | None:
     """arrcoc compiled NUTS in ``processes`` fresh worker processes (chains split), cache in cache_dir."""
     split = [chains // processes + (k < chains % processes) for k in range(processes)]
     split = [c for c in split if c > 0]
@@ -174,7 +180,8 @@ def run_ours(name, metric, chains, warmup, draws, seed, processes, cache_dir, co
             out = os.path.join(tmp, f"w{k}.npz")
             cmd = [sys.executable, __file__, "--worker", "--model", name, "--metric", metric, "--chains", str(c),
                    "--warmup", str(warmup), "--draws", str(draws), "--seed", str(seed + 1000 * k),
-                   "--out", out, "--go", go] + ([] if cpp_wrapper else ["--python-wrapper"]) \
+                   "--out", out, "--go", go, "--init-metric", init_metric] \
+                + ([] if cpp_wrapper else ["--python-wrapper"]) \
                 + ([] if package else ["--no-package"])
             procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
             outs.append(out)
@@ -196,7 +203,8 @@ def run_ours(name, metric, chains, warmup, draws, seed, processes, cache_dir, co
         drawn = {k[5:]: torch.from_numpy(np.concatenate([z[k] for z in parts], 0)) for k in keys}
         wall = max(float(z["end"]) for z in parts) - min(float(z["start"]) for z in parts)
         steps = float(np.concatenate([z["steps"].ravel() for z in parts]).mean())
-        run = Run(name, "arrcoc", config, cache, f"{len(split)} process(es) x {split[0]} chains", wall,
+        setup = f"{len(split)} process(es) x {split[0]} chains" + (", hessian" if init_metric == "hessian" else "")
+        run = Run(name, "arrcoc", config, cache, setup, wall,
                   min_bulk_ess(drawn), steps, sum(int(z["divergent"]) for z in parts), warmup, draws,
                   compile_s=max(float(z["compile_s"]) for z in parts), load=_load())
         hits, misses = sum(int(z["cache_hit"]) for z in parts), sum(int(z["cache_miss"]) for z in parts)
@@ -384,6 +392,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="arrcoc with CompileConfig(cpp_wrapper=False): inductor's Python wrapper (the old default)")
     ap.add_argument("--no-package", action="store_true",
                     help="arrcoc without CompileConfig(package=True): warm starts through inductor's caches")
+    ap.add_argument("--init-metrics", default="identity,hessian",
+                    help="comma list of arrcoc warmup starts tried (AdaptationConfig.init_metric): 'identity' "
+                         "(Stan's, as NumPyro) and 'hessian' (the curvature at each chain's position)")
     ap.add_argument("--numpyro-methods", default="parallel,vectorized", help="NumPyro chain methods tried in 'best'")
     ap.add_argument("--pyro-warmup", type=int, default=200, help="Pyro warmup (it is slow: shorter runs)")
     ap.add_argument("--pyro-draws", type=int, default=200, help="Pyro draws")
@@ -402,6 +413,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     a.models, a.configs = a.models.split(","), a.configs.split(",")
     a.pyro_models = a.models if a.pyro_models is None else a.pyro_models.split(",")
     a.numpyro_methods = a.numpyro_methods.split(",")
+    a.init_metrics = a.init_metrics.split(",")
+    if bad := [m for m in a.init_metrics if m not in ("identity", "hessian")]:
+        ap.error(f"unknown init metric(s) {bad}; choose among identity,hessian")
     if bad := [m for m in a.models if m not in MODELS]:
         ap.error(f"unknown model(s) {bad}; choose among {list(MODELS)}")
     if bad := [c for c in a.configs if c not in CONFIGS]:
@@ -430,12 +444,12 @@ def run_model(name: str, a: argparse.Namespace, python: str | None) -> list[Run]
             print(run.line(), flush=True)
     common = (a.chains, a.warmup, a.draws, a.seed)
     for config in a.configs:
-        for processes in (a.processes if config == "best" else [1]):
+        for processes, init_metric in itertools.product(a.processes if config == "best" else [1], a.init_metrics):
             ours_cache = tempfile.mkdtemp(prefix="arrcoc-bench-inductor-")
             try:
                 for cache in ("cold", "warm"):
                     record(run_ours(name, metric, *common, processes, ours_cache, config, cache, not a.python_wrapper,
-                                    not a.no_package))
+                                    not a.no_package, init_metric))
             finally:
                 shutil.rmtree(ours_cache, ignore_errors=True)
         if python is None:

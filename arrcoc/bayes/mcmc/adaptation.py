@@ -46,6 +46,18 @@ class AdaptationConfig:
     adapt_step_size: bool = True  # dual averaging on; off keeps the initial step size
     adapt_metric: bool = True    # windowed metric estimation on; off keeps the initial metric
     pool_chains: bool = False    # False: per-chain metric as in Stan; True: average the chains' estimates
+    # HMC/NUTS without an inverse_mass: "identity" (Stan) starts from the unit metric; "hessian" starts
+    # from the inverse of minus the Hessian at each chain's position (initial_metric.py: 2 d gradients
+    # per chain), taken again every curvature_every iterations of the init buffer (the chain moves
+    # into the bulk meanwhile: on diamonds the start's curvature still needed 50-100 leapfrogs per
+    # iteration, the one at iteration 75 ~8), and mixed into every slow window's estimate
+    init_metric: str = "identity"
+    curvature_every: int = 25      # 25: three curvature points in Stan's 75-iteration init buffer
+    # pseudo-draws the curvature at a window's end counts for against the window's n draws: 100
+    # because the first window's 25 draws cannot estimate a 26-dim covariance (diamonds: weight 5,
+    # Stan's shrinkage, made the next window cost 8-19k leapfrogs per chain; 26 -> 4-11k; 100 -> 2-6k),
+    # while the last window of a 1000-iteration warmup (500 draws) still outweighs it 5 to 1
+    curvature_weight: float = 100.0
 
     def __post_init__(self):
         if self.target_accept is not None:
@@ -57,6 +69,11 @@ class AdaptationConfig:
             object.__setattr__(self, name, check_int(getattr(self, name), f"adaptation.{name}", minimum=0))
         object.__setattr__(self, "base_window", check_int(self.base_window, "adaptation.base_window", minimum=1))
         check_real(self.regularize, "adaptation.regularize", low=0.0, high=1.0, high_open=True)
+        if self.init_metric not in ("identity", "hessian"):
+            raise ValueError(f"adaptation.init_metric must be 'identity' or 'hessian', got {self.init_metric!r}")
+        object.__setattr__(self, "curvature_every", check_int(self.curvature_every, "adaptation.curvature_every",
+                                                              minimum=1))
+        check_real(self.curvature_weight, "adaptation.curvature_weight", low=0.0)
         for name in ("adapt_step_size", "adapt_metric", "pool_chains"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"adaptation.{name} must be True or False, got {getattr(self, name)!r}")
@@ -193,7 +210,8 @@ def _select(mask: torch.Tensor, new: tuple, old: tuple) -> tuple:
 class WindowAdaptation:
     """Stateless helper running Stan's warmup for kernels whose params have ``step_size`` and ``metric``.
 
-    ``find_step_size(state, params, generator) -> (C,)`` re-initialises the step size after each
+    ``curvature(position, mask) -> inverse mass`` (``init_metric="hessian"``): the curvature metric
+    at the chains' positions (rows outside ``mask`` unused).  ``find_step_size(state, params, generator) -> (C,)`` re-initialises the step size after each
     metric update (Stan's heuristic for HMC/NUTS); None keeps the current one.  ``shrink_factor``:
     dual averaging shrinks towards log(shrink_factor * that step size) (10 as in Stan; random-walk
     MH uses 1, its reset 2.38 / sqrt(d) being already the optimal scale for the learnt covariance).  Every count is per
@@ -207,8 +225,10 @@ class WindowAdaptation:
         iteration: torch.Tensor   # (C,) warmup transitions seen per chain
 
     def __init__(self, num_warmup: int, cfg: AdaptationConfig, target_accept: float, dense: bool,
-                 find_step_size: Callable | None = None, shrink_factor: float = 10.0):
+                 find_step_size: Callable | None = None, shrink_factor: float = 10.0,
+                 curvature: Callable | None = None):
         self.num_warmup = num_warmup
+        self.curvature = curvature
         self.shrink_factor = shrink_factor
         self.cfg = cfg
         self.target = cfg.target_accept if cfg.target_accept is not None else target_accept
@@ -217,6 +237,7 @@ class WindowAdaptation:
         self.dense = dense
         self.find_step_size = find_step_size
         self.collect, self.end = window_schedule(num_warmup, cfg)
+        self.init_buffer = self.collect.index(True) if True in self.collect else 0   # as scheduled (short runs shrink it)
         self._schedule: dict = {}   # device -> (collect, end) as bool tensors
 
     def _flags(self, device):
@@ -255,19 +276,35 @@ class WindowAdaptation:
             if bool(collect.any()):
                 wel = _select(collect, welford_update(wel, state.position), wel)
             end = in_warmup & end_t[ic] & (wel.count >= 2)
+            if self.curvature is not None:               # the init buffer's curvature points
+                every, buffer = self.cfg.curvature_every, self.init_buffer
+                at = in_warmup & (i + 1 <= buffer) & (((i + 1) % every == 0) | (i + 1 == buffer))
+                if bool(at.any()):
+                    params, dual = self._new_metric(at, self.curvature(state.position, at), state, params,
+                                                    generator, dual, i)
             if bool(end.any()):
                 w = wel._replace(count=torch.where(end, wel.count, torch.full_like(wel.count, 2)))
                 cov = welford_covariance(w, self.cfg.regularize, self.cfg.pool_chains)
-                old = params.metric.inverse_mass
-                params = params._replace(metric=make_metric(torch.where(
-                    end.reshape((-1,) + (1,) * (old.dim() - 1)), cov, old)))
+                if self.curvature is not None and self.cfg.curvature_weight > 0:
+                    # the curvature at the chain's position as a prior guess worth curvature_weight draws
+                    n = w.count.to(cov.dtype).reshape((-1,) + (1,) * (cov.dim() - 1))
+                    nu = self.cfg.curvature_weight
+                    cov = (n * cov + nu * self.curvature(state.position, end)) / (n + nu)
+                params, dual = self._new_metric(end, cov, state, params, generator, dual, i)
                 wel = _select(end, self._welford0(state.position), wel)
-                if self.find_step_size is not None:
-                    eps = self.find_step_size(state, params, generator)
-                    params = params._replace(step_size=torch.where(end, eps, params.step_size))
-                fresh = dual_averaging_init(params.step_size, self.shrink_factor)._replace(count=torch.zeros_like(i))
-                dual = _select(end, fresh, dual)
         return self.State(dual, wel, i + m), params
+
+    def _new_metric(self, where, cov, state, params, generator, dual, i):
+        """Params with inverse mass ``cov`` for the chains in ``where``, their step size found again
+        and dual averaging restarted (as Stan does after each window)."""
+        old = params.metric.inverse_mass
+        params = params._replace(metric=make_metric(torch.where(
+            where.reshape((-1,) + (1,) * (old.dim() - 1)), cov, old)))
+        if self.find_step_size is not None:
+            eps = self.find_step_size(state, params, generator)
+            params = params._replace(step_size=torch.where(where, eps, params.step_size))
+        fresh = dual_averaging_init(params.step_size, self.shrink_factor)._replace(count=torch.zeros_like(i))
+        return params, _select(where, fresh, dual)
 
     def final(self, astate, params, mask: torch.Tensor | None = None):
         """Params for sampling: the averaged step size, the last metric (for the chains in ``mask``)."""

@@ -15,6 +15,7 @@ import torch
 from .adaptation import AdaptationConfig, WindowAdaptation
 from .base import Kernel, LogDensityFn, value_and_grad
 from ._validate import check_hmc_settings, check_int, check_real
+from .initial_metric import hessian_inverse_mass
 from .integrators import INTEGRATORS, IntegratorState
 from .metrics import Metric, identity_metric, kinetic_energy, make_metric, sample_momentum
 
@@ -155,7 +156,9 @@ class HMC(Kernel):
 def _init_params(k, state, logdensity_fn, generator) -> HMCParams:
     C, d = state.position.shape
     dt, dev = state.position.dtype, state.position.device
-    if k.inverse_mass is None:
+    if k.inverse_mass is None and k.adaptation.init_metric == "hessian" and k.adaptation.adapt_metric:
+        metric = make_metric(hessian_inverse_mass(logdensity_fn, state.position, k.metric == "dense"))
+    elif k.inverse_mass is None:
         metric = identity_metric(C, d, k.metric == "dense", dt, dev)
     else:
         im = torch.as_tensor(k.inverse_mass, dtype=dt, device=dev)
@@ -175,4 +178,9 @@ def _init_params(k, state, logdensity_fn, generator) -> HMCParams:
 def _window(k, num_warmup, logdensity_fn):
     def find(state, params, generator):
         return find_reasonable_step_size(state, generator, logdensity_fn, params.step_size, params.metric)
-    return WindowAdaptation(num_warmup, k.adaptation, k.target_accept, k.metric == "dense", find)
+    curvature = None
+    if k.adaptation.init_metric == "hessian" and k.inverse_mass is None:
+        def curvature(position, mask):
+            return hessian_inverse_mass(logdensity_fn, position, k.metric == "dense", mask=mask)
+    return WindowAdaptation(num_warmup, k.adaptation, k.target_accept, k.metric == "dense", find,
+                            curvature=curvature)

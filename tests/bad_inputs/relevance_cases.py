@@ -44,6 +44,7 @@ CASES = [
     kw("RelevanceConfig", {}, "budget", BAD_BUDGET),
     kw("RelevanceConfig", {}, "levels", BAD_TENSOR, name="levels"),
     kw("RelevanceConfig", {}, "cost", BAD_REAL, name="cost"),
+    kw("RelevanceConfig", {}, "concept_windows", BAD_BOOL, name="concept_windows"),
     kw("RelevanceConfig", {}, "concept_crop_weight", st.one_of(BAD_REAL, st.sampled_from([-0.1, 1.5])),
        name="concept_crop_weight"),
     kw("RelevanceAllocator", {}, "feature_dim", BAD_COUNT),

@@ -211,8 +211,8 @@ class WindowAdaptation:
     """Stateless helper running Stan's warmup for kernels whose params have ``step_size`` and ``metric``.
 
     ``curvature(position, mask) -> inverse mass`` (``init_metric="hessian"``): the curvature metric
-    at the chains' positions (rows outside ``mask`` unused).  ``find_step_size(state, params, generator) -> (C,)`` re-initialises the step size after each
-    metric update (Stan's heuristic for HMC/NUTS); None keeps the current one.  ``shrink_factor``:
+    at the chains' positions (rows outside ``mask`` unused).  ``find_step_size(state, params,
+    generator) -> (C,)`` re-initialises the step size after each metric update (Stan's heuristic for HMC/NUTS); None keeps the current one.  ``shrink_factor``:
     dual averaging shrinks towards log(shrink_factor * that step size) (10 as in Stan; random-walk
     MH uses 1, its reset 2.38 / sqrt(d) being already the optimal scale for the learnt covariance).  Every count is per
     chain; ``update(..., mask)`` and ``final(..., mask)`` touch only the chains in ``mask`` (all when

@@ -237,13 +237,17 @@ class WindowAdaptation:
         self.dense = dense
         self.find_step_size = find_step_size
         self.collect, self.end = window_schedule(num_warmup, cfg)
-        self.init_buffer = self.collect.index(True) if True in self.collect else 0   # as scheduled (short runs shrink it)
-        self._schedule: dict = {}   # device -> (collect, end) as bool tensors
+        # the init buffer's curvature points (init_metric="hessian"): every curvature_every iterations
+        # and its last iteration, as scheduled (short runs shrink the buffer)
+        buffer = self.collect.index(True) if True in self.collect else 0
+        self.curvature_at = [k < buffer and ((k + 1) % cfg.curvature_every == 0 or k + 1 == buffer)
+                             for k in range(num_warmup)]
+        self._schedule: dict = {}   # device -> (collect, end, curvature_at) as bool tensors
 
     def _flags(self, device):
         if device not in self._schedule:
-            self._schedule[device] = (torch.tensor(self.collect, dtype=torch.bool, device=device),
-                                      torch.tensor(self.end, dtype=torch.bool, device=device))
+            self._schedule[device] = tuple(torch.tensor(flags, dtype=torch.bool, device=device)
+                                           for flags in (self.collect, self.end, self.curvature_at))
         return self._schedule[device]
 
     def _welford0(self, position):
@@ -271,14 +275,13 @@ class WindowAdaptation:
         if self.cfg.adapt_metric and self.num_warmup > 0:
             in_warmup = m & (i < self.num_warmup)
             ic = i.clamp(max=self.num_warmup - 1)
-            collect_t, end_t = self._flags(i.device)
+            collect_t, end_t, curvature_t = self._flags(i.device)
             collect = in_warmup & collect_t[ic]
             if bool(collect.any()):
                 wel = _select(collect, welford_update(wel, state.position), wel)
             end = in_warmup & end_t[ic] & (wel.count >= 2)
             if self.curvature is not None:               # the init buffer's curvature points
-                every, buffer = self.cfg.curvature_every, self.init_buffer
-                at = in_warmup & (i + 1 <= buffer) & (((i + 1) % every == 0) | (i + 1 == buffer))
+                at = in_warmup & curvature_t[ic]
                 if bool(at.any()):
                     params, dual = self._new_metric(at, self.curvature(state.position, at), state, params,
                                                     generator, dual, i)

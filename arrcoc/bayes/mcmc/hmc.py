@@ -156,8 +156,9 @@ class HMC(Kernel):
 def _init_params(k, state, logdensity_fn, generator) -> HMCParams:
     C, d = state.position.shape
     dt, dev = state.position.dtype, state.position.device
-    if k.inverse_mass is None and k.adaptation.init_metric == "hessian" and k.adaptation.adapt_metric:
-        metric = make_metric(hessian_inverse_mass(logdensity_fn, state.position, k.metric == "dense"))
+    curvature = _curvature(k, logdensity_fn)
+    if curvature is not None and k.adaptation.adapt_metric:
+        metric = make_metric(curvature(state.position, None))
     elif k.inverse_mass is None:
         metric = identity_metric(C, d, k.metric == "dense", dt, dev)
     else:
@@ -178,9 +179,16 @@ def _init_params(k, state, logdensity_fn, generator) -> HMCParams:
 def _window(k, num_warmup, logdensity_fn):
     def find(state, params, generator):
         return find_reasonable_step_size(state, generator, logdensity_fn, params.step_size, params.metric)
-    curvature = None
-    if k.adaptation.init_metric == "hessian" and k.inverse_mass is None:
-        def curvature(position, mask):
-            return hessian_inverse_mass(logdensity_fn, position, k.metric == "dense", mask=mask)
     return WindowAdaptation(num_warmup, k.adaptation, k.target_accept, k.metric == "dense", find,
-                            curvature=curvature)
+                            curvature=_curvature(k, logdensity_fn))
+
+
+def _curvature(k, logdensity_fn):
+    """``curvature(position, mask) -> inverse mass`` for ``init_metric="hessian"`` without a given
+    inverse_mass (initial_metric.py), else None."""
+    if k.adaptation.init_metric != "hessian" or k.inverse_mass is not None:
+        return None
+
+    def curvature(position, mask):
+        return hessian_inverse_mass(logdensity_fn, position, k.metric == "dense", mask=mask)
+    return curvature

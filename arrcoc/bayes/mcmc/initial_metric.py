@@ -98,8 +98,7 @@ def hessian_inverse_mass(logdensity_fn: LogDensityFn, position: torch.Tensor, de
     cov = eye.clone()
     rows = torch.ones(C, dtype=torch.bool, device=dev) if mask is None else mask
     if d <= max_dim and bool(rows.any()):
-        fn = getattr(logdensity_fn, "fn", logdensity_fn) if isinstance(logdensity_fn, CompiledLogDensity) \
-            else logdensity_fn
+        fn = logdensity_fn.fn if isinstance(logdensity_fn, CompiledLogDensity) else logdensity_fn
         hess, finite = finite_difference_hessian(fn, position[rows])    # (A, d, d), (A,)
         neg = -0.5 * (hess + hess.transpose(-1, -2))                    # (A, d, d) symmetric
         lam, vec = torch.linalg.eigh(neg)                               # (A, d), (A, d, d)

@@ -3,12 +3,13 @@
 The allocator's time covers everything it does per batch: the scorers (pixel entropy, feature
 entropy, centre-surround, spectral residual, the learned query cross-attention, and the zero-shot
 question channels: ConSE over a 1000-class head with 384-dim label embeddings, text strokes, colour,
-position), the closed-form posterior, Thompson sampling and the exact DP allocation. The peer is one forward pass of
+position, and the OCR channels' text amount and word match), the closed-form posterior, Thompson sampling and the exact DP allocation. The peer is one forward pass of
 transformers.ViTModel(ViTConfig()) (ViT-B/16, 224 px, random weights) on the same batch of 8 images.
 Medians over repeats, torch.no_grad, CPU unless --device says otherwise. The pretrained default's
-own looks before it allocates (the glimpse pass, and the ConSE channel's region crops: 192 px at the
-default ``concept_side`` 6), both through EfficientNet-Lite0, are backbone work, not allocator work;
-they are timed too, against the same ViT-B/16 (``--no-looks`` skips them).
+own looks before it allocates (the glimpse pass and the ConSE channel's region crops, 192 px at the
+default ``concept_side`` 6, both through EfficientNet-Lite0, and the OCR reader's PP-OCRv4 pass) are
+looks at the image, not allocator work; they are timed too, against the same ViT-B/16
+(``--no-looks`` skips them).
 
     .venv/bin/python benchmarks/allocator.py [--repeats 10] [--vit-repeats 3] [--device cpu] [--threads 1 2]
                                              [--contention]
@@ -38,6 +39,7 @@ import arrcoc.backbones  # noqa: F401  (torchvision fix before transformers load
 
 from arrcoc.relevance import RelevanceAllocator, RelevanceConfig
 from arrcoc.relevance.concept import ConceptScorer
+from arrcoc.relevance.scene_text import SceneText
 from arrcoc.relevance.cues import QuestionBatch
 from arrcoc.relevance.knapsack import solve, utility_table
 from arrcoc.relevance.question import parse_questions
@@ -129,7 +131,10 @@ def _run(args) -> dict:
         # every cue on: reading, a colour, a position and content words, so every channel runs
         questions = ["What does the red sign in the top left corner say?"] * B
         qb = QuestionBatch.from_cues(parse_questions(questions), torch.randn(B, 384, generator=gen), device=device)
-        kw = dict(region_pixels=crops, query_embeds=query, question=qb)
+        # OCR evidence as the reader's lines give it (the reading itself is a look, timed in _looks)
+        st = SceneText(torch.rand(B, R, generator=gen).to(device) * 20, torch.rand(B, R, generator=gen).to(device),
+                       torch.ones(B, dtype=torch.bool, device=device))
+        kw = dict(region_pixels=crops, query_embeds=query, question=qb, scene_text=st)
         with torch.no_grad():
             t_all = _median_time(lambda: model(feats, generator=g, **kw), args.repeats, device)
             raw, obs, mask, factor, loc, scale = model.score(feats, **kw)
@@ -164,8 +169,9 @@ def _run(args) -> dict:
 
 def _looks(args, device, B: int, t_vit: float) -> dict:
     """The pretrained default's own looks before allocating, through its packaged EfficientNet-Lite0:
-    the glimpse (one 512-px pass per image) and the ConSE channel's crops (16 regions x 192 px per
-    image, ``concept_side`` 6). Backbone passes, not the allocator; timed against the same ViT-B/16."""
+    the glimpse (one 512-px pass per image), the ConSE channel's crops (16 regions x 192 px per
+    image, ``concept_side`` 6) and the OCR reader (the bundled scene at 640 px; the reader runs once
+    per image). Looks, not the allocator; timed against the same ViT-B/16."""
     from arrcoc.modeling import ARRCOCVisionConfig, ARRCOCVisionModel
     from arrcoc.modeling.regions import grid_boxes
 
@@ -179,11 +185,28 @@ def _looks(args, device, B: int, t_vit: float) -> dict:
     with torch.no_grad():
         t_glimpse = _median_time(lambda: model.glimpse(pixels), args.vit_repeats, device)
         t_crops = _median_time(lambda: model.concept_crops(pixels, boxes), args.vit_repeats, device)
-    for name, t in (("glimpse (512-px pass)", t_glimpse),
-                    (f"ConSE crops ({boxes.shape[1]} x {model.backbone.input_size(model.config.concept_side)} px)", t_crops)):
+    looks = [("glimpse (512-px pass)", t_glimpse),
+             (f"ConSE crops ({boxes.shape[1]} x {model.backbone.input_size(model.config.concept_side)} px)", t_crops)]
+    out = {"glimpse_s": t_glimpse, "concept_crops_s": t_crops}
+    from arrcoc.backbones.scene_text import SceneTextReader, scene_text_available
+
+    if scene_text_available():  # OCR of a real image (random pixels hold no text): per image, times the batch
+        from importlib.resources import files
+
+        from PIL import Image
+
+        sample = Image.open(files("arrcoc.assets") / "sample_scene.png").convert("RGB").resize((640, 640))
+        reader = SceneTextReader(threads=torch.get_num_threads(), cache_size=0)
+        reader.read(sample)  # builds the engine
+        t_ocr = _median_time(lambda: reader.read(sample), max(1, args.vit_repeats // 2), device) * B
+        looks.append((f"OCR (PP-OCRv4, {B} x 640 px)", t_ocr))
+        out["scene_text_s"] = t_ocr
+    else:
+        print("look: OCR skipped (rapidocr-onnxruntime is not installed)")
+    for name, t in looks:
         print(f"look: {name:28s} {t * 1e3:8.1f} ms = {100 * t / t_vit:5.1f} % of ViT-B/16 (backbone passes, "
               "not the allocator)")
-    return {"glimpse_s": t_glimpse, "concept_crops_s": t_crops}
+    return out
 
 
 if __name__ == "__main__":

@@ -22,11 +22,13 @@ from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
 from arrcoc.backbones import VisionBackbone, build_backbone, build_query_encoder
+from arrcoc.backbones.scene_text import SceneTextReader, scene_text_available
 from arrcoc.relevance.allocator import RelevanceAllocator
 from arrcoc.relevance.config import RelevanceConfig
 
 from arrcoc.relevance.cues import QuestionBatch
 from arrcoc.relevance.question import parse_questions
+from arrcoc.relevance.scene_text import SceneText, question_words, region_scene_text
 
 from .configuration_arrcoc import ARRCOCVisionConfig
 from .zero_shot import build_concept_scorer
@@ -134,6 +136,12 @@ class ARRCOCVisionModel(ARRCOCPreTrainedModel):
                                                required=config.concept is True)
             self.allocator = RelevanceAllocator(rel, feature_dim=dim, query_dim=self.query_encoder.dim,
                                                 concept=concept)
+            # the OCR reader (config.scene_text): a plain object, not a module (no parameters of ours)
+            if config.scene_text is True and not scene_text_available():
+                SceneTextReader()._get_engine()  # raises PretrainedPackageMissing with the install line
+            on = config.scene_text is True or (config.scene_text == "auto" and concept is not None
+                                               and scene_text_available())
+            self.scene_text_reader = SceneTextReader() if on else None
             # the glimpse's side: 16 for ConSE (see the config), else the thumbnail's own pass when it
             # has at least one token per region; with no thumbnail (global_tokens=0) an 8 x 8 pass
             gs = config.global_side
@@ -251,6 +259,20 @@ class ARRCOCVisionModel(ARRCOCPreTrainedModel):
         if not bool((question.concept_present | (question.reading > 0)).any()):
             return None
         return self.concept_crops(pixel_bb, boxes)
+
+    def read_scene_text(self, rgb: Tensor, boxes: Tensor, question: QuestionBatch | None,
+                        queries: Sequence[str] | None = None) -> SceneText | None:
+        """The OCR channels' evidence: rgb (B, 3, H, W) in [0, 1], boxes (B, R, 4) pixels, the question
+        strings (their content words are matched against the text read; None: text amount only).
+        None when there is no reader (``config.scene_text``), no question, or no question of the batch
+        has content words or asks to read (the reader is not run then)."""
+        if self.scene_text_reader is None or question is None:
+            return None
+        if not bool((question.concept_present | (question.reading > 0)).any()):
+            return None
+        lines = self.scene_text_reader.read_batch(rgb)
+        keys = None if queries is None else [question_words(c.content) for c in parse_questions(list(queries))]
+        return region_scene_text(lines, boxes, keys)
 
     def concept_crops(self, pixel_bb: Tensor, boxes: Tensor) -> Tensor:
         """(B, R, D): each region's crop (boxes (B, R, 4)) through the backbone at
@@ -431,10 +453,12 @@ class ARRCOCVisionModel(ARRCOCPreTrainedModel):
 
         first = region_budget if rounds == 1 else (region_budget // rounds)
         concept_features = self.concept_glimpse(pixel_bb, boxes, question)  # (B, R, D) or None
+        words = None if queries is None else ([queries] * batch if isinstance(queries, str) else list(queries))
+        scene_text = self.read_scene_text(rgb, boxes, question, words)
         rel = self.allocator(region_features, region_pixels=region_pixels, query_embeds=q_emb,
                              query_mask=q_mask, budget=first + self.config.global_tokens, generator=generator,
                              deterministic=deterministic, question=question, channel_scores=channel_scores,
-                             concept_features=concept_features)
+                             concept_features=concept_features, scene_text=scene_text)
         allocation = rel.allocation.clone() if forced is None else forced  # (B, R)
         mean, var, posterior = rel.relevance_mean, rel.relevance_var, rel.posterior
         region_feats = self.encode_regions(pixel_bb, boxes, allocation, torch.ones_like(allocation, dtype=torch.bool))

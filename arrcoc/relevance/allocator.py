@@ -21,6 +21,7 @@ from .cues import COLOUR_NAMES, QuestionBatch, colour_match, region_centres, spa
 from .knapsack import (Allocation, allocate_random, allocate_top_k, allocate_uniform, exclude_regions,
                        solve_unchecked, utility_table, utility_unchecked)
 from .posterior import RelevancePosterior, add_evidence, build_posterior
+from .scene_text import SceneText
 from .scorers import InformationScorer, QueryScorer, SalienceScorer, standardize
 from .thompson import thompson
 
@@ -102,11 +103,12 @@ class RelevanceAllocator(nn.Module):
     def score(self, region_features: Tensor, *, region_pixels: Tensor | None = None,
               query_embeds: Tensor | None = None, query_mask: Tensor | None = None,
               question: QuestionBatch | None = None, channel_scores: dict | None = None,
-              concept_features: Tensor | None = None):
+              concept_features: Tensor | None = None, scene_text: SceneText | None = None):
         """Run the scorers on checked inputs. Returns (raw scores dict, obs (B,K,R), mask (B,K,R),
         epistemic factor (B,R,E) on the obs scale with its channels (E,), loc (B,K), scale (B,K)).
         channel_scores: scores of the ``EXTERNAL`` channels computed by the caller, (B, R) each.
-        concept_features: (B, R, D) the ConSE channels' second look (see forward; None: region_features only)."""
+        concept_features: (B, R, D) the ConSE channels' second look (see forward; None: region_features only).
+        scene_text: the text read in each region (see forward; None: no scene_text / text_match channel)."""
         B, R, D = region_features.shape
         grey = None if region_pixels is None else region_pixels.to(region_features.dtype).mean(2)  # (B, R, h, w)
         raw = {}
@@ -116,7 +118,7 @@ class RelevanceAllocator(nn.Module):
         raw["query"] = q.score
         dt, dev = region_features.dtype, region_features.device
         cue_present, cue_sd = self._question_scores(raw, region_features, region_pixels, grey, question,
-                                                    concept_features)
+                                                    concept_features, scene_text)
         raw.update(channel_scores or {})
         K = len(CHANNELS)
         obs = region_features.new_zeros(B, K, R)
@@ -160,7 +162,8 @@ class RelevanceAllocator(nn.Module):
 
     def _question_scores(self, raw: dict, region_features: Tensor, region_pixels: Tensor | None,
                          grey: Tensor | None, question: QuestionBatch | None,
-                         concept_features: Tensor | None = None) -> tuple[dict, dict]:
+                         concept_features: Tensor | None = None,
+                         scene_text: SceneText | None = None) -> tuple[dict, dict]:
         """Add the zero-shot question channels to ``raw``; returns (present (B,) per channel, sd per channel)."""
         present, sd = {}, {}
         R = region_features.shape[1]
@@ -203,6 +206,12 @@ class RelevanceAllocator(nn.Module):
             target = question.spatial.to(region_features.dtype)
             raw["spatial"] = spatial_prior(centres, target)
             present["spatial"] = ~torch.isnan(target).all(-1)
+        if scene_text is not None:  # OCR: how much text each region holds, and the question's words in it
+            dt = region_features.dtype
+            raw["scene_text"] = reading[:, None] * torch.log1p(scene_text.chars.to(dt))  # (B, R)
+            present["scene_text"] = (reading > 0) & scene_text.has_text
+            raw["text_match"] = scene_text.match.to(dt)  # (B, R)
+            present["text_match"] = scene_text.match.amax(1) > 0  # a question that matches nothing: no evidence
         return present, sd
 
     def posterior_from_scores(self, obs: Tensor, mask: Tensor, factor=None,
@@ -289,7 +298,7 @@ class RelevanceAllocator(nn.Module):
                 query_embeds: Tensor | None = None, query_mask: Tensor | None = None,
                 budget=None, generator: torch.Generator | None = None, deterministic: bool = False,
                 question: QuestionBatch | None = None, channel_scores: dict | None = None,
-                concept_features: Tensor | None = None) -> RelevanceOutput:
+                concept_features: Tensor | None = None, scene_text: SceneText | None = None) -> RelevanceOutput:
         """Score, infer, sample, allocate. Shapes in the RelevanceOutput field comments.
 
         question: the cues of each image's question (``QuestionBatch.from_cues(parse_questions(...))``)
@@ -303,6 +312,8 @@ class RelevanceAllocator(nn.Module):
         channel_scores: ``{name: (B, R) scores}`` for channels the caller computes (``EXTERNAL``:
         "vlm_query", a VLM's own question-to-region score); z-scored per image like the bottom-up
         channels and weighted by their calibrated precision.
+        scene_text: the text an OCR reader found, per region (``scene_text.region_scene_text``): the
+        "scene_text" channel (reading questions) and "text_match" (a question word written there).
 
         budget: total tokens per image (int or (B,); default ``config.budget``), of which
         ``config.global_tokens`` are already spent on a global view. Validates every argument once;
@@ -341,6 +352,18 @@ class RelevanceAllocator(nn.Module):
             qm = self.query.check_query(query_embeds, query_mask, B, finite=False)
             tensors["query_embeds (at valid tokens)"] = torch.where(qm[..., None], query_embeds,
                                                                     torch.zeros_like(query_embeds))
+        if scene_text is not None:
+            if not isinstance(scene_text, SceneText):
+                raise TypeError(f"scene_text must be a SceneText (relevance.scene_text.region_scene_text), "
+                                f"got {type(scene_text).__name__}")
+            for name, want in (("chars", (B, R)), ("match", (B, R)), ("has_text", (B,))):
+                t = getattr(scene_text, name)
+                if not isinstance(t, Tensor) or tuple(t.shape) != want:
+                    raise ValueError(f"scene_text.{name} must have shape {want}, got {tuple(getattr(t, 'shape', ()))}")
+            if scene_text.has_text.dtype != torch.bool or not scene_text.chars.is_floating_point() \
+                    or not scene_text.match.is_floating_point():
+                raise TypeError("scene_text.chars and .match must be floating tensors and .has_text bool")
+            tensors["scene_text.chars"], tensors["scene_text.match"] = scene_text.chars, scene_text.match
         bad = first_non_finite(tensors)  # one host sync for every input
         if bad is not None:
             raise ValueError(f"{bad} contains NaN or inf")
@@ -351,7 +374,7 @@ class RelevanceAllocator(nn.Module):
         raw, obs, mask, factor, loc, scale = self.score(region_features, region_pixels=region_pixels,
                                                         query_embeds=query_embeds, query_mask=query_mask,
                                                         question=question, channel_scores=channel_scores,
-                                                        concept_features=concept_features)
+                                                        concept_features=concept_features, scene_text=scene_text)
         post = self.posterior_from_scores(obs, mask, factor, loc, scale)
         alloc, td = self.allocate(post, None, generator, deterministic, return_draws=True, region_budget=bud)
         return RelevanceOutput(alloc.levels, alloc.level_index, post.mean, post.var, alloc.tokens_used,

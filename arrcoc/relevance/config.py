@@ -26,6 +26,8 @@ CHANNELS = (
     "text_pixels",          # thin-stroke density of the region's pixels (reading questions)
     "colour",               # share of the region's pixels in a colour the question names
     "spatial",              # closeness of the region to a position the question names
+    "scene_text",           # log characters read by OCR in the region (reading questions; scene_text.py)
+    "text_match",           # a question word is written in the region (OCR; scene_text.py)
     # given from outside the allocator (``channel_scores``), z-scored per image like the bottom-up ones:
     "vlm_query",            # a VLM's own zero-shot question score of each region (arrcoc.adapters)
 )
@@ -71,10 +73,14 @@ def _default_precision() -> dict[str, float]:
     # vlm_query (a VLM's own question-to-region similarity, training-free) is z-scored, so it has
     # unit spread whether or not the question matches anything: 0.5 lets it lead the bottom-up
     # channels without overriding the spatial / reading / colour cues.
+    # scene_text (OCR characters) is the reading cue's firmest look: a line the recogniser reads is
+    # text, where stroke density also fires on foliage; text_match (a question word written in the
+    # region) is as firm as the colour cue: it names few regions, and a wrong one is rare.
     # Empirical Bayes / supervised calibration (calibration.py) replaces all of these.
     return {"vlm_query": 0.5, "information_pixel": 0.1, "information_feature": 0.1, "salience_contrast": 0.1,
             "salience_spectral": 0.1, "query": 1e-3, "refined": 4.0, "concept": 1.0,
-            "text_concept": 0.5, "text_pixels": 2.0, "colour": 2.0, "spatial": 4.0}
+            "text_concept": 0.5, "text_pixels": 2.0, "colour": 2.0, "spatial": 4.0,
+            "scene_text": 2.0, "text_match": 2.0}
 
 
 def _default_cue_scale() -> dict[str, float]:
@@ -83,8 +89,15 @@ def _default_cue_scale() -> dict[str, float]:
     # differ by ~0.1 between a matching and an unrelated region; text_concept likewise; text_pixels:
     # text-bearing regions have 5-15 % more stroke pixels than plain ones; colour: a region
     # holding the named object has ~15-40 % of its pixels in that colour; spatial: the bump is 1 at
-    # the named position, so 1/3 makes the named cell ~3 logits above far cells.
-    return {"concept": 0.12, "text_concept": 0.12, "text_pixels": 0.05, "colour": 0.1, "spatial": 0.33}
+    # the named position, so 1/3 makes the named cell ~3 logits above far cells; scene_text: log(1 +
+    # characters), a line of small print (~20 characters per region) is ~3 above an empty region and
+    # ~1.4 above a one-word sign, so 1.0 keeps a paragraph ahead of a label by ~1.4 logits and leaves
+    # the named word (text_match) and the content (concept) to pick among text regions (1.0 and 2.0 tie
+    # on the check set's tuning seeds, 148 of 194; at 2.0 the bundled scene's "text line at the
+    # bottom" loses its 400 tokens to the STOP sign at 1024); text_match: 1 for a word that is its
+    # whole line fully inside the region, 0.25 makes that ~4 logits.
+    return {"concept": 0.12, "text_concept": 0.12, "text_pixels": 0.05, "colour": 0.1, "spatial": 0.33,
+            "scene_text": 1.0, "text_match": 0.25}
 
 
 def _per_channel(given: dict, defaults: dict, name: str, known) -> dict[str, float]:

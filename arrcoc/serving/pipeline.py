@@ -224,10 +224,11 @@ class ServingPipeline:
         n_reg = boxes.shape[1]
         region_pixels = crop_resize(rgb, torch.zeros(n_reg, dtype=torch.long, device=device), boxes.reshape(-1, 4),
                                     mc.scorer_pixels).reshape(1, n_reg, 3, mc.scorer_pixels, mc.scorer_pixels)
+        scene_text = m.read_scene_text(rgb, boxes, question_batch, [q])  # OCR evidence, or None
         with limit_threads(self.config.allocator_threads):
             rel = allocator(region_features, region_pixels=region_pixels, query_embeds=q_emb, query_mask=q_mask,
                             budget=region_budget + mc.global_tokens, generator=gen, deterministic=deterministic,
-                            question=question_batch, concept_features=concept_features)
+                            question=question_batch, concept_features=concept_features, scene_text=scene_text)
             post = rel.posterior
             aleatoric, epistemic = post.aleatoric_var, post.epistemic_var  # (1, R)
         used = 0 if deterministic else (draws or allocator.config.num_thompson)

@@ -126,10 +126,23 @@ CASES = [
                                          "label_embeddings": torch.randn(10, 4)}, "top_k", BAD_COUNT),
     kw("knapsack.resolution_gain", {"levels": LEVELS}, "half_tokens", BAD_POSITIVE),
     kw("concept.window_pairs", {}, "grid", BAD_COUNT),
+    # ------------------------------------------------------------- scene text (OCR) evidence
+    kw("scene_text.word_similarity", {"b": "stop"}, "a", st.sampled_from([None, 3, OPAQUE, b"stop"]), finite=False),
+    kw("scene_text.word_spans", {"text": "EXIT 42"}, "box",
+       st.sampled_from([None, (0, 0, 1), (0, 0, float("nan"), 1), (5, 0, 1, 1), "box", OPAQUE]), finite=False),
+    kw("scene_text.question_words", {}, "content", st.sampled_from([None, 3, OPAQUE, ["stop"]]), finite=False),
+    kw("scene_text.region_scene_text", {"lines": [[]]}, "region_boxes",
+       bad_tensor((1, 4, 4), dtype=torch.float32, wrong_shapes=[(4, 4), (1, 4, 3)])),
+    kw("scene_text.region_scene_text", lambda: {"region_boxes": torch.tensor([[[0.0, 0, 10, 10]]])}, "lines",
+       st.sampled_from([None, 3, [None], [[("box", "t", 1.0)]], [[((0, 0, 5, 5), "t", 2.0)]], [[], []]]), finite=False),
+    kw("RelevanceAllocator.forward", lambda: {"self": rel("RelevanceAllocator")(feature_dim=8),
+                                              "region_features": torch.randn(1, 16, 8, generator=g())},
+       "scene_text", st.sampled_from([3, "text", (torch.zeros(1, 16),), OPAQUE]), examples=3),
 ]
 
 EXEMPT = {
     R + "RelevanceOutput": "NamedTuple result of RelevanceAllocator.forward",
+    R + "scene_text.SceneText": "NamedTuple result of region_scene_text",
     R + "RelevancePosterior": "NamedTuple result of hierarchical_posterior / update_posterior",
     R + "ThompsonDraws": "NamedTuple result of thompson",
     R + "Allocation": "NamedTuple result of the solvers",

@@ -6,7 +6,7 @@ import functools
 
 import torch
 
-from . import (keyword_cases, BAD_BOOL, BAD_CALLABLE, BAD_COUNT, BAD_INT, BAD_POSITIVE, BAD_REAL, BAD_STR, BAD_TENSOR, OPAQUE,
+from . import (keyword_cases, BAD_BOOL, BAD_CALLABLE, BAD_COUNT, BAD_INT, BAD_POSITIVE, BAD_PROB, BAD_REAL, BAD_STR, BAD_TENSOR, OPAQUE,
                Case, bad_tensor, resolve)
 from hypothesis import strategies as st
 
@@ -78,6 +78,10 @@ CASES = [
     kw("backbones.HFVisionBackbone", {}, "model", BAD_TENSOR),
     kw("backbones.TimmBackbone", {}, "name", BAD_STR),
     kw("backbones.ByteQueryEncoder", {}, "dim", BAD_COUNT),
+    kw("backbones.scene_text.SceneTextReader", {}, "threads", BAD_COUNT),
+    kw("backbones.scene_text.SceneTextReader", {}, "min_confidence", BAD_PROB, name="min_confidence"),
+    Case("arrcoc.backbones.scene_text.SceneTextReader.read", "image",
+         lambda v: obj("backbones.scene_text.SceneTextReader")().read(v), BAD_TENSOR),
     kw("backbones.HFTextQueryEncoder", {}, "config", BAD_TENSOR),
     kw("backbones.build_backbone", {}, "spec", BAD_TENSOR),
     kw("backbones.build_query_encoder", {}, "spec", BAD_TENSOR),
@@ -128,6 +132,9 @@ EXEMPT = {
     "arrcoc.modeling.configuration_arrcoc.DEFAULT_BACKBONE": "constant (spec dict)",
     "arrcoc.modeling.configuration_arrcoc.DEFAULT_QUERY_ENCODER": "constant (spec dict)",
     "arrcoc.backbones.VisionBackbone": "abstract base class (subclasses have cases)",
+    "arrcoc.backbones.scene_text.TextLine": "NamedTuple result of SceneTextReader.read",
+    "arrcoc.backbones.scene_text.scene_text_available": "takes no input (whether the OCR package is installed)",
+    "arrcoc.backbones.scene_text.OCR_PACKAGE": "constant (package name)",
     "arrcoc.backbones.PretrainedPackageMissing": "exception class",
     "arrcoc.backbones.EFFICIENTNET_PACKAGE": "constant (package name)",
     "arrcoc.backbones.MINILM_PACKAGE": "constant (package name)",

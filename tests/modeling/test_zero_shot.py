@@ -72,7 +72,9 @@ m, p = load_default_model()
 b = p(Image.open(sample_image_path()).convert("RGB"))
 with torch.no_grad():
     o = m(b["pixel_values"], queries=["What colour is the house?"], budget=640, deterministic=True)
+    r = m(b["pixel_values"], queries=["What does the stop sign say?"], budget=640, deterministic=True)  # OCR too
 print(json.dumps({{"alloc": o.allocation[0].tolist(), "mean": [round(float(x), 5) for x in o.relevance_mean[0]],
+                  "read": r.allocation[0].tolist(), "read_mean": [round(float(x), 5) for x in r.relevance_mean[0]],
                   "head": float(m.allocator.query.q_proj.weight.sum())}}))
 """
 
@@ -120,3 +122,42 @@ def test_concept_channel_classifies_each_regions_own_crop(default):
             model.config.concept_side = 6
     assert glimpse.concept_features is None
     assert not torch.equal(glimpse.relevance_mean, out.relevance_mean)  # a different look, a different posterior
+
+
+def test_ocr_channels_find_the_sign_by_what_it_says(default):
+    """The drawn stop sign is no ImageNet class; the OCR reader finds STOP in region 15 and the
+    text_match channel lifts that region to the top level. Without the reader it does not get it."""
+    from PIL import Image
+
+    from arrcoc.assets import sample_image_path
+
+    model, proc = default
+    if model.scene_text_reader is None:
+        pytest.skip("rapidocr-onnxruntime is not installed: the OCR channels are off")
+    px = proc(Image.open(sample_image_path()).convert("RGB"))["pixel_values"]
+    q = "What does the stop sign say?"
+    with torch.no_grad():
+        out = model(px, queries=[q], budget=1024, deterministic=True)
+        rgb = model._unnormalise(px).clamp(0, 1)
+        from arrcoc.modeling.regions import grid_boxes
+
+        st = model.read_scene_text(rgb, grid_boxes(px.shape[2], px.shape[3], 4, 1), model.question_batch([q], px.device, px.dtype), [q])
+        assert int(st.match[0].argmax()) == 15 and float(st.match[0, 15]) == pytest.approx(1.0, abs=0.05)
+        assert st.chars[0, 15] > 3 and st.chars[0, [0, 1, 4, 5]].sum() == 0  # STOP read there, nothing in the sky
+        assert out.allocation[0, 15] == out.allocation[0].max() == 400
+        reader, model.scene_text_reader = model.scene_text_reader, None
+        try:
+            blind = model(px, queries=[q], budget=1024, deterministic=True)
+        finally:
+            model.scene_text_reader = reader
+    assert blind.allocation[0, 15] < 400  # the street sign (region 8) wins without reading
+    assert out.relevance_mean[0, 15] - blind.relevance_mean[0, 15] > 0.4
+    assert out.relevance_mean[0, 15] > out.relevance_mean[0, 8] and blind.relevance_mean[0, 15] < blind.relevance_mean[0, 8]
+
+
+def test_scene_text_config():
+    from arrcoc.modeling import ARRCOCVisionConfig
+
+    with pytest.raises(ValueError, match="scene_text must be 'auto', True or False"):
+        ARRCOCVisionConfig(scene_text="yes")
+    assert ARRCOCVisionConfig().scene_text == "auto"

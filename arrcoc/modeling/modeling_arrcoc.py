@@ -442,8 +442,8 @@ class ARRCOCVisionModel(ARRCOCPreTrainedModel):
         boxes = grid_boxes(height, width, self.config.grid, batch, device=device)  # (B, R, 4)
         global_tokens, region_features, glimpse_tokens = self.glimpse(pixel_bb, return_tokens=True)  # (B,g*g,D), (B,R,D), (B,n,D)
         channel_scores = None
+        words = None if queries is None else ([queries] * batch if isinstance(queries, str) else list(queries))
         if self.region_scorer is not None:
-            words = None if queries is None else ([queries] * batch if isinstance(queries, str) else list(queries))
             channel_scores = self.region_scorer(glimpse_tokens, region_features, words) or None
         rgb = self._unnormalise(pixel_values).clamp(0, 1)
         flat = boxes.reshape(-1, 4)
@@ -453,7 +453,6 @@ class ARRCOCVisionModel(ARRCOCPreTrainedModel):
 
         first = region_budget if rounds == 1 else (region_budget // rounds)
         concept_features = self.concept_glimpse(pixel_bb, boxes, question)  # (B, R, D) or None
-        words = None if queries is None else ([queries] * batch if isinstance(queries, str) else list(queries))
         scene_text = self.read_scene_text(rgb, boxes, question, words)
         rel = self.allocator(region_features, region_pixels=region_pixels, query_embeds=q_emb,
                              query_mask=q_mask, budget=first + self.config.global_tokens, generator=generator,

@@ -201,9 +201,11 @@ def empirical_bayes(model: ARRCOCVisionModel, rows: Rows, collate, cfg: TrainCon
             pix = crop_resize(rgb, bidx, boxes.reshape(-1, 4), s).reshape(px.shape[0], boxes.shape[1], 3, s, s)
             ids, qm = model.tokenize_queries(b["queries"], device=device)
             q = model.question_batch(b["queries"], device, px.dtype)
+            # the OCR channels too (the reader's pixel cache already holds what forward read)
+            st = model.read_scene_text(model._unnormalise(px).clamp(0, 1), boxes, q, b["queries"])
             _, o, mk, *_ = model.allocator.score(out.region_features, region_pixels=pix,
                                                  query_embeds=model.query_encoder(ids, qm), query_mask=qm.bool(),
-                                                 question=q, concept_features=out.concept_features)
+                                                 question=q, concept_features=out.concept_features, scene_text=st)
             obs.append(o.double().cpu())
             masks.append(mk.cpu())
     if not obs:

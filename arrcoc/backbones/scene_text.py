@@ -42,7 +42,7 @@ class SceneTextReader:
     """Read the text lines of RGB images. The engine is built on first use (about 0.3 s).
 
     threads: onnxruntime intra-op threads (1: the reader runs beside the backbone on a busy CPU and
-        one thread is the fastest per image there; about 0.6 s for a 640 x 480 image).
+        one thread is the fastest per image there; 0.4-0.6 s for a 640 x 640 image).
     min_confidence: lines the recogniser is less sure of are dropped (0.5, rapidocr's own default:
         below it most strings are misreads of texture).
     cache_size: the lines of this many recent images are kept, keyed by a hash of their pixels

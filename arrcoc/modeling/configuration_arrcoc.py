@@ -84,7 +84,7 @@ class ARRCOCVisionConfig(PretrainedConfig):
             holds, for reading questions, and whether a word of the question is written there).
             "auto": on with the ConSE channel (the pretrained default) when the PyPI package
             ``rapidocr-onnxruntime`` (PP-OCRv4, weights in the wheel) is installed; True: required
-            (error otherwise); False: off. Cost: ~0.6 s per 640-px image on one CPU thread, paid
+            (error otherwise); False: off. Cost: ~0.4 s per 640-px image on one CPU thread, paid
             only when a question has content words or asks to read. On the check set's tuning seeds
             1 and 2 it raised hit@top from 137 to 148 of 194 questions (both budgets), mostly by
             finding the sign a question names by what it says ("the stop sign" reads STOP).

@@ -191,11 +191,11 @@ def _looks(args, device, B: int, t_vit: float) -> dict:
     from arrcoc.backbones.scene_text import SceneTextReader, scene_text_available
 
     if scene_text_available():  # OCR of a real image (random pixels hold no text): per image, times the batch
-        from importlib.resources import files
-
         from PIL import Image
 
-        sample = Image.open(files("arrcoc.assets") / "sample_scene.png").convert("RGB").resize((640, 640))
+        from arrcoc.assets import sample_image_path
+
+        sample = Image.open(sample_image_path()).convert("RGB").resize((640, 640))
         reader = SceneTextReader(threads=torch.get_num_threads(), cache_size=0)
         reader.read(sample)  # builds the engine
         t_ocr = _median_time(lambda: reader.read(sample), max(1, args.vit_repeats // 2), device) * B

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["TextLine", "SceneTextReader", "OCR_PACKAGE", "scene_text_available"]
+__all__ = ["TextLine", "SceneTextReader", "OCR_PACKAGE", "scene_text_available", "require_scene_text"]
 
 OCR_PACKAGE = "rapidocr-onnxruntime"
 
@@ -36,6 +36,16 @@ class TextLine(NamedTuple):
 def scene_text_available() -> bool:
     """Whether the OCR package (and so its weights) is installed."""
     return importlib.util.find_spec("rapidocr_onnxruntime") is not None
+
+
+def require_scene_text() -> None:
+    """Raise ``PretrainedPackageMissing`` with the install line unless the OCR package is installed."""
+    if not scene_text_available():
+        from .pretrained import PretrainedPackageMissing
+
+        raise PretrainedPackageMissing(
+            f"scene-text reading needs the PyPI package {OCR_PACKAGE!r} (it ships the OCR weights "
+            f"offline); install it with: pip install {OCR_PACKAGE}")
 
 
 class SceneTextReader:
@@ -65,12 +75,7 @@ class SceneTextReader:
 
     def _get_engine(self):
         if self._engine is None:
-            if not scene_text_available():
-                from .pretrained import PretrainedPackageMissing
-
-                raise PretrainedPackageMissing(
-                    f"scene-text reading needs the PyPI package {OCR_PACKAGE!r} (it ships the OCR weights "
-                    f"offline); install it with: pip install {OCR_PACKAGE}")
+            require_scene_text()
             import logging
 
             from rapidocr_onnxruntime import RapidOCR

@@ -22,7 +22,7 @@ from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
 from arrcoc.backbones import VisionBackbone, build_backbone, build_query_encoder
-from arrcoc.backbones.scene_text import SceneTextReader, scene_text_available
+from arrcoc.backbones.scene_text import SceneTextReader, require_scene_text, scene_text_available
 from arrcoc.relevance.allocator import RelevanceAllocator
 from arrcoc.relevance.config import RelevanceConfig
 
@@ -137,8 +137,8 @@ class ARRCOCVisionModel(ARRCOCPreTrainedModel):
             self.allocator = RelevanceAllocator(rel, feature_dim=dim, query_dim=self.query_encoder.dim,
                                                 concept=concept)
             # the OCR reader (config.scene_text): a plain object, not a module (no parameters of ours)
-            if config.scene_text is True and not scene_text_available():
-                SceneTextReader()._get_engine()  # raises PretrainedPackageMissing with the install line
+            if config.scene_text is True:
+                require_scene_text()  # PretrainedPackageMissing with the install line
             on = config.scene_text is True or (config.scene_text == "auto" and concept is not None
                                                and scene_text_available())
             self.scene_text_reader = SceneTextReader() if on else None

@@ -15,9 +15,9 @@ def reader():
 
 
 def _sample():
-    from importlib.resources import files
+    from arrcoc.assets import sample_image_path
 
-    return Image.open(files("arrcoc.assets") / "sample_scene.png").convert("RGB")
+    return Image.open(sample_image_path()).convert("RGB")
 
 
 @needs_ocr

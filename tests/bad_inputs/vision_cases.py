@@ -134,6 +134,7 @@ EXEMPT = {
     "arrcoc.backbones.VisionBackbone": "abstract base class (subclasses have cases)",
     "arrcoc.backbones.scene_text.TextLine": "NamedTuple result of SceneTextReader.read",
     "arrcoc.backbones.scene_text.scene_text_available": "takes no input (whether the OCR package is installed)",
+    "arrcoc.backbones.scene_text.require_scene_text": "takes no input (raises when the OCR package is missing)",
     "arrcoc.backbones.scene_text.OCR_PACKAGE": "constant (package name)",
     "arrcoc.backbones.PretrainedPackageMissing": "exception class",
     "arrcoc.backbones.EFFICIENTNET_PACKAGE": "constant (package name)",
